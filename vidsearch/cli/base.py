@@ -1,0 +1,89 @@
+"""The click group, shared options and error handling used by every command module."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .. import __version__
+from ..errors import VidsearchError
+from ..paths import default_index_dir
+
+
+class Context:
+    def __init__(self, index: Path, verbose: int):
+        self.index = index
+        self.verbose = verbose
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="vidsearch")
+@click.option(
+    "--index",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="VIDSEARCH_INDEX",
+    default=None,
+    help="Index directory (default: $VIDSEARCH_HOME/index; env VIDSEARCH_INDEX).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, index: Path | None, verbose: int) -> None:
+    """Index video archives with a CLIP model and find when things appear, as ranked time ranges."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = Context(index=(index or default_index_dir()).expanduser(), verbose=verbose)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn library errors into one-line ``ClickException``s; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VidsearchError as e:
+            raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted: everything written so far is kept; run the same command again to continue.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def json_option(fn: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Output JSON.")(fn)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def format_ts(seconds: float | None) -> str:
+    """Seconds as H:MM:SS.s (what an investigator types into a player)."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}"
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    """A plain aligned text table: ``columns`` is [(key, header), ...]."""
+    if not rows:
+        return
+    cells = [[str(r.get(k, "")) for k, _ in columns] for r in rows]
+    headers = [h for _, h in columns]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for c in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())

@@ -1,0 +1,100 @@
+"""`vidsearch ingest`: index an archive (in-process by default)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..ingest import IngestOptions, LocalBackend, ingest
+from ..plan import DEFAULT_CHUNK_S, Sampling
+from ..store import IndexStore
+from .base import cli, echo_json, handle_errors, json_option, pass_ctx
+from .common import load_encoder, model_option, providers_option, semantics_warning
+
+
+def make_progress(quiet: bool):
+    """A tqdm bar over seconds of video (silent with --quiet or when stderr is not a terminal)."""
+    state = {"bar": None}
+
+    def on_plan(plan) -> None:
+        if quiet or not sys.stderr.isatty() or not plan.todo:
+            return
+        from tqdm import tqdm
+
+        state["bar"] = tqdm(total=round(plan.seconds_todo), unit="s", unit_scale=True, desc="indexing video", file=sys.stderr)
+
+    def progress(spec, marker) -> None:
+        bar = state["bar"]
+        if bar is not None:
+            bar.update(round(spec.end - spec.start))
+            if marker is None:
+                bar.write(f"failed: {spec.path} [{spec.start:.0f}-{spec.end:.0f}s]", file=sys.stderr)
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    return on_plan, progress, close
+
+
+@cli.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_option
+@providers_option
+@click.option("--fps", type=float, default=1.0, show_default=True, help="Frames sampled per second of video.")
+@click.option("--keyframes", is_flag=True, help="Sample keyframes only (much faster; spacing follows the encoder's GOP).")
+@click.option("--chunk", "chunk_s", type=float, default=DEFAULT_CHUNK_S, show_default=True, help="Chunk length in seconds (the unit of work).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Frames per inference batch.")
+@click.option("--backend", type=click.Choice(["local", "celery"]), default="local", show_default=True,
+              help="local: embed in this process. celery: send chunks to workers (see docs/distributed.md).")
+@click.option("--broker", envvar="VIDSEARCH_BROKER_URL", default=None, help="Celery broker URL (env VIDSEARCH_BROKER_URL).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="With --backend celery: wait for the workers.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@pass_ctx
+@handle_errors
+def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size, backend, broker, wait, quiet, as_json):
+    """Index the videos under PATHS (directories are walked recursively).
+
+    Re-running on the same archive with the same model and settings does nothing; new files
+    are picked up incrementally. Bad files are reported and recorded; the rest goes on.
+    """
+    sampling = Sampling("keyframes") if keyframes else Sampling("fps", fps)
+    options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size)
+    store = IndexStore(ctx.index)
+    if backend == "celery":
+        from ..distributed import CeleryBackend  # the submitter never imports onnxruntime
+
+        from ..model import load_model_info
+
+        info = load_model_info(model)
+        runner = CeleryBackend(broker=broker, wait=wait, batch_size=batch_size, quiet=quiet or as_json)
+    else:
+        encoder = load_encoder(model, providers)
+        info = encoder.info
+        runner = LocalBackend(encoder, batch_size=batch_size)
+    semantics_warning(info)
+    on_plan, progress, close = make_progress(quiet or as_json)
+    try:
+        report = ingest(paths, store, info, runner, options, progress=progress, on_plan=on_plan)
+    finally:
+        close()
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        rate = report.seconds_indexed / report.wall_s if report.wall_s else 0.0
+        click.echo(
+            f"{report.videos} videos ({report.files_seen} files), {report.chunks_done} chunks indexed, "
+            f"{report.chunks_skipped} already done, {report.chunks_failed} failed; {report.frames} frames; "
+            f"{report.seconds_indexed:.0f}s of video in {report.wall_s:.1f}s ({rate:.1f}x realtime)"
+        )
+        if report.pending:
+            click.echo(f"{report.pending} chunks queued for workers; see `vidsearch status`")
+        if report.providers:
+            click.echo(f"model {report.model_id} on {', '.join(report.providers)}")
+        for f in report.failures:
+            where = f" [{f.start:.0f}-{f.end:.0f}s]" if f.start is not None else ""
+            click.echo(f"failed: {f.error}{where}", err=True)
+    if report.failures and not (report.chunks_done or report.chunks_skipped or report.pending):
+        sys.exit(1)

@@ -1,0 +1,35 @@
+"""Options and helpers shared by several commands."""
+from __future__ import annotations
+
+import click
+
+from ..model import ModelInfo
+
+
+def model_option(fn):
+    return click.option(
+        "-m", "--model", default=None, envvar="VIDSEARCH_MODEL",
+        help="Model name (installed) or model directory (default: the configured default model).",
+    )(fn)
+
+
+def providers_option(fn):
+    return click.option(
+        "--providers", default=None, envvar="VIDSEARCH_PROVIDERS",
+        type=click.Choice(["auto", "tensorrt", "cuda", "cpu"]),
+        help="ONNX Runtime execution providers (default auto: TensorRT, then CUDA, then CPU).",
+    )(fn)
+
+
+def load_encoder(model, providers=None):
+    from ..encoder import Encoder
+
+    return Encoder.load(model, providers=providers or "auto")
+
+
+def semantics_warning(info: ModelInfo) -> None:
+    """Never present random weights (or the colours-only demo model) as real search."""
+    if info.semantics == "random":
+        click.echo(f"warning: model {info.name} has random weights; its scores mean nothing (plumbing test only)", err=True)
+    elif info.semantics == "colours":
+        click.echo(f"note: {info.name} is the demo model; it understands only colour words, it is not CLIP", err=True)
