@@ -34,7 +34,7 @@ def query_cmd(ctx, text, model, providers, top, min_score, video_glob, smooth_s,
     store = IndexStore(ctx.index)
     info = pick_model(store, model)
     semantics_warning(info)
-    encoder = Encoder(info, providers=providers or "auto")
+    encoder = Encoder(info, providers=providers)
     index = load_frame_index(store, info.model_id)
     result = text_query(store, encoder, list(text), index=index, top=top, min_score=min_score,
                         video_glob=video_glob, smooth_s=smooth_s)

@@ -24,7 +24,7 @@ def providers_option(fn):
 def load_encoder(model, providers=None):
     from ..encoder import Encoder
 
-    return Encoder.load(model, providers=providers or "auto")
+    return Encoder.load(model, providers=providers)
 
 
 def semantics_warning(info: ModelInfo) -> None:
