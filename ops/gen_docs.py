@@ -44,12 +44,6 @@ def cli_markdown() -> str:
     return "\n".join(parts)
 
 
-def catalog_sql() -> str:
-    from vidsearch.store import _DDL
-
-    return "-- The DuckDB catalog (catalog.duckdb). Generated from vidsearch/store.py by ops/gen_docs.py.\n" + _DDL.strip() + "\n"
-
-
 def frames_schema_json() -> str:
     from vidsearch.store import frames_schema
 
@@ -72,7 +66,6 @@ def frames_schema_json() -> str:
 
 GENERATED = {
     "docs/cli.md": cli_markdown,
-    "schemas/catalog.sql": catalog_sql,
     "schemas/frames.schema.json": frames_schema_json,
 }
 

@@ -1,0 +1,45 @@
+-- The DuckDB catalog (catalog.duckdb) of a vidsearch index. Loaded by vidsearch/store.py.
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS files (
+    path VARCHAR PRIMARY KEY,
+    size BIGINT,
+    mtime_ns BIGINT,
+    video_id VARCHAR,
+    status VARCHAR,            -- indexed | partial | failed | pending
+    error VARCHAR,
+    updated_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS videos (
+    video_id VARCHAR PRIMARY KEY,  -- SHA-256 of the file content
+    path VARCHAR,
+    size BIGINT,
+    duration DOUBLE,
+    width INTEGER,
+    height INTEGER,
+    fps DOUBLE,
+    codec VARCHAR,
+    creation_time VARCHAR,
+    first_seen TIMESTAMP,
+    last_seen TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id VARCHAR PRIMARY KEY,
+    video_id VARCHAR,
+    model_id VARCHAR,
+    start_s DOUBLE,
+    end_s DOUBLE,
+    sampling VARCHAR,
+    status VARCHAR,            -- pending | done | failed
+    frames INTEGER,
+    shard VARCHAR,
+    error VARCHAR,
+    updated_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS models (
+    model_id VARCHAR PRIMARY KEY,
+    slug VARCHAR,
+    name VARCHAR,
+    dim INTEGER,
+    info VARCHAR,
+    last_used TIMESTAMP
+);
