@@ -76,6 +76,19 @@ def format_ts(seconds: float | None) -> str:
     return f"{int(h)}:{int(m):02d}:{s:04.1f}"
 
 
+def display_path(path: str | None) -> str:
+    """A path as short as it can be said: relative to the working directory when inside it."""
+    if not path:
+        return ""
+    import os
+
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
     """A plain aligned text table: ``columns`` is [(key, header), ...]."""
     if not rows:

@@ -7,7 +7,7 @@ import click
 
 from ..search import load_frame_index, pick_model, text_query
 from ..store import IndexStore
-from .base import cli, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
+from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
 
 
@@ -49,7 +49,7 @@ def query_cmd(ctx, text, model, providers, top, min_score, video_glob, smooth_s,
         click.echo(f"no matches for {result.query!r} in {result.frames_scanned} frames")
         return
     rows = [
-        {"rank": i + 1, "video": r.path, "start": format_ts(r.start), "end": format_ts(r.end),
+        {"rank": i + 1, "video": display_path(r.path), "start": format_ts(r.start), "end": format_ts(r.end),
          "peak": format_ts(r.peak_time), "score": f"{r.peak_score:.3f}", "thumb": r.thumbnail or ""}
         for i, r in enumerate(result.ranges)
     ]
