@@ -144,6 +144,8 @@ class HFTokenizer:
                 f"the model's tokenizer {path.name} needs the 'tokenizers' package: pip install 'vidsearch[hub]'"
             ) from None
         self.tok = Tokenizer.from_file(str(path))
+        # truncate inside the tokenizer so long prompts keep their closing special token
+        self.tok.enable_truncation(max_length=context_length)
         self.context_length = context_length
         self.pad_id = pad_id
 
