@@ -276,3 +276,19 @@ def test_ctrl_c_keeps_finished_chunks_and_rerun_completes(home, colour, tmp_path
     assert rep["chunks_skipped"] == done_before and rep["chunks_done"] == 36 - done_before
     rows = frame_rows(home)
     assert len(rows) == 180 and len(set(rows)) == 180
+
+
+def test_two_models_side_by_side(home, colour, tiny, archive, runner):
+    """Re-index with another model without downtime: both stay queryable, each by its own id."""
+    ingest(runner, archive)
+    run_cli(runner, "ingest", archive, "--model", "tiny-random", "--chunk", "10")
+    status = json.loads(run_cli(runner, "status", "--json").stdout)
+    assert {m["name"]: m["frames"] for m in status["models"]} == {"demo-colours": 95, "tiny-random": 95}
+    assert spans(query(runner, "red", "--model", "demo-colours")) == {("morning.mp4", 10.0, 18.0), ("noon.mp4", 20.0, 26.0)}
+    out = json.loads(run_cli(runner, "query", "red", "--model", "tiny-random", "--json").stdout)
+    assert out["model_id"].startswith("tiny-random@") and out["semantics"] == "random" and out["frames_scanned"] == 95
+    # with no --model and two installed models that both indexed, the configured default decides
+    from vidsearch.paths import write_config
+
+    write_config(default_model="demo-colours")
+    assert json.loads(run_cli(runner, "query", "red", "--json").stdout)["model_id"] == colour.model_id
