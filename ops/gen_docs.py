@@ -64,9 +64,28 @@ def frames_schema_json() -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def frame_text_schema_json() -> str:
+    from vidsearch.ocr_channel import OCR_CHANNEL, text_schema
+
+    schema = text_schema()
+    fields = [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+    doc = {
+        "title": "vidsearch on-screen text shard (Parquet, ingest --ocr)",
+        "description": "One Parquet file per OCR chunk under shards/<slug of the OCR channel id>/, one row per "
+        "recognised line; x0..y1 is the line's box as fractions of the frame; text_embedding is the "
+        "L2-normalised sentence vector of text. Same temp-file, rename and .done marker discipline as frame shards; "
+        "the catalog's frame_text view reads them.",
+        "channel_id": OCR_CHANNEL,
+        "fields": fields,
+        "metadata": {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()},
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
 GENERATED = {
     "docs/cli.md": cli_markdown,
     "schemas/frames.schema.json": frames_schema_json,
+    "schemas/frame-text.schema.json": frame_text_schema_json,
 }
 
 

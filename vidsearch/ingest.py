@@ -1,8 +1,9 @@
 """Ingest orchestration: scan -> fingerprint -> probe -> plan -> embed chunks -> shards -> catalog.
 
 Stages live in their own modules (``plan``, ``video``, ``preprocess``, ``encoder``, ``store``);
-this module wires them. :func:`embed_chunk` is the unit of work shared by the in-process
-backend and the Celery workers.
+this module wires them. :func:`process_chunk` is the unit of work shared by the in-process
+backend and the Celery workers (:func:`embed_chunk` for image chunks; with ``ocr`` the OCR
+channel's chunks, :mod:`vidsearch.ocr_channel`, go through the same path).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from .errors import UserError, VideoError, one_line
 from .model import ModelInfo, sha256_file
+from .ocr_channel import OCR_CHANNEL, is_ocr_channel, plan_ocr
 from .plan import DEFAULT_CHUNK_S, ChunkSpec, Sampling, is_video_name, plan_video
 from .preprocess import center_crop, to_tensor
 from .store import IndexStore
@@ -32,6 +34,7 @@ class IngestOptions:
     chunk_s: float = DEFAULT_CHUNK_S
     sampling: Sampling = dataclasses.field(default_factory=Sampling)
     batch_size: int = 32
+    ocr: bool = False  # also read on-screen text (the OCR channel, see vidsearch.ocr_channel)
 
 
 @dataclasses.dataclass
@@ -51,6 +54,7 @@ class IngestPlan:
     failures: list[Failure]
     files_seen: int
     stale: list[dict]  # done chunks of these videos planned with other settings (removed after success)
+    channels: list[str] = dataclasses.field(default_factory=list)  # extra pseudo-models planned (OCR_CHANNEL)
 
     @property
     def seconds_todo(self) -> float:
@@ -65,6 +69,7 @@ class IngestReport:
     chunks_skipped: int = 0
     chunks_failed: int = 0
     frames: int = 0
+    ocr_frames: int = 0  # frames whose on-screen text was read
     seconds_indexed: float = 0.0
     wall_s: float = 0.0
     failures: list[Failure] = dataclasses.field(default_factory=list)
@@ -115,14 +120,16 @@ def prepare(
     videos: dict[str, str] = {}
     durations: dict[str, float] = {}
     stale: list[dict] = []
+    channels = [OCR_CHANNEL] if options.ocr else []
     with store.catalog() as cat:
         cat.register_model(model.model_id, model.name, model.dim, model.to_json())
         for f in failures:
             cat.record_file(f.path, None, None, None, "failed", f.error)
         done_by_video: dict[str, list[dict]] = {}
-        for kind, rec in store.iter_records(model.model_id):
-            if kind == "done":
-                done_by_video.setdefault(rec["video_id"], []).append(rec)
+        for mid in [model.model_id, *channels]:
+            for kind, rec in store.iter_records(mid):
+                if kind == "done":
+                    done_by_video.setdefault(rec["video_id"], []).append(rec)
         for path in paths:
             if on_file:
                 on_file(path)
@@ -155,6 +162,8 @@ def prepare(
             videos[video_id] = spath
             durations[video_id] = info.duration
             specs = plan_video(video_id, spath, info.duration, model.model_id, sampling, options.chunk_s)
+            if options.ocr:
+                specs += plan_ocr(video_id, spath, info.duration, options.chunk_s)
             planned = {s.chunk_id for s in specs}
             stale.extend(r for r in done_by_video.get(video_id, []) if r["chunk_id"] not in planned)
             pending = [s for s in specs if not store.is_done(s)]
@@ -162,7 +171,7 @@ def prepare(
             todo.extend(pending)
             cat.record_file(spath, size, mtime_ns, video_id, "pending" if pending else "indexed")
         cat.mark_pending(todo)
-    return IngestPlan(todo, skipped, videos, durations, failures, len(paths), stale)
+    return IngestPlan(todo, skipped, videos, durations, failures, len(paths), stale, channels)
 
 
 def _sig_or_none(path: Path) -> tuple[int | None, int | None]:
@@ -179,41 +188,68 @@ class ImageEncoder(Protocol):
     def encode_images(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
-def _prefetch(gen: Iterator, maxsize: int) -> Iterator:
-    """Run ``gen`` in a thread so decoding overlaps inference; re-raises its exceptions here."""
-    q: queue.Queue = queue.Queue(maxsize=maxsize)
-    done = object()
-    stop = threading.Event()
+_DONE = object()
 
-    def worker() -> None:
+
+def _put(q: queue.Queue, stop: threading.Event, item) -> bool:
+    while not stop.is_set():
         try:
-            for item in gen:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            q.put(e)
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
-    t = threading.Thread(target=worker, daemon=True, name="vidsearch-decode")
-    t.start()
+
+def _prefetch_worker(gen: Iterator, q: queue.Queue, stop: threading.Event) -> None:
     try:
-        while True:
-            item = q.get()
-            if item is done:
+        for item in gen:
+            if not _put(q, stop, item):
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        _put(q, stop, _DONE)
+    except BaseException as e:  # noqa: BLE001 - handed to the consumer
+        _put(q, stop, e)
     finally:
-        stop.set()
         if hasattr(gen, "close"):
-            t.join(timeout=5)
+            gen.close()  # in this thread, where it ran: closes the container
+
+
+class _Prefetch:
+    """Run ``gen`` in a thread from now on, so decoding overlaps inference; re-raises its exceptions
+    in the consumer. At most ``maxsize`` items wait (memory stays flat). ``close()`` (or dropping
+    the object) stops the thread."""
+
+    def __init__(self, gen: Iterator, maxsize: int):
+        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.stop = threading.Event()
+        self.finished = False
+        # the thread holds the queue and the event, not this object: dropping it stops the thread
+        threading.Thread(target=_prefetch_worker, args=(gen, self.q, self.stop), daemon=True, name="vidsearch-decode").start()
+
+    def __iter__(self) -> "_Prefetch":
+        return self
+
+    def __next__(self):
+        if self.finished:
+            raise StopIteration
+        item = self.q.get()
+        if item is _DONE:
+            self.finished = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.finished = True
+
+    __del__ = close
+
+
+def _prefetch(gen: Iterator, maxsize: int) -> _Prefetch:
+    return _Prefetch(gen, maxsize)
 
 
 def sampled_crops(spec: ChunkSpec, info: ModelInfo) -> Iterator[tuple[float, np.ndarray]]:
@@ -243,29 +279,63 @@ def embed_frames(
     return np.asarray(pts, dtype=np.float64), emb
 
 
-def embed_chunk(spec: ChunkSpec, encoder: ImageEncoder, store: IndexStore, batch_size: int = 32) -> dict:
+def start_decoding(spec: ChunkSpec, info: ModelInfo, batch_size: int = 32) -> _Prefetch:
+    """Start decoding a chunk's sampled frames in a thread now (at most two batches wait)."""
+    return _prefetch(sampled_crops(spec, info), batch_size * 2)
+
+
+def embed_chunk(
+    spec: ChunkSpec, encoder: ImageEncoder, store: IndexStore, batch_size: int = 32, frames: _Prefetch | None = None
+) -> dict:
     """Decode, embed and store one chunk; returns its done marker. Skips a chunk already done.
 
+    ``frames``: the chunk's decoding, already started with :func:`start_decoding` (so that it
+    overlapped the previous chunk); closed here in any case.
     Raises :class:`VideoError` for a chunk that yields no frame where frames were expected
     (a truncated file), after recording it as failed.
     """
-    if store.is_done(spec):
-        import json
-
-        return {**json.loads(store.marker_path(spec).read_text()), "skipped": True}
-    if encoder.info.model_id != spec.model_id:
-        raise UserError(f"chunk was planned for model {spec.model_id} but this worker runs {encoder.info.model_id}")
-    t0 = time.perf_counter()
     try:
-        pts, emb = embed_frames(_prefetch(sampled_crops(spec, encoder.info), batch_size * 2), encoder, batch_size)
-    except VideoError as e:
-        store.write_failed(spec, str(e))
-        raise
+        if store.is_done(spec):
+            import json
+
+            return {**json.loads(store.marker_path(spec).read_text()), "skipped": True}
+        if encoder.info.model_id != spec.model_id:
+            raise UserError(f"chunk was planned for model {spec.model_id} but this worker runs {encoder.info.model_id}")
+        t0 = time.perf_counter()
+        frames = frames or start_decoding(spec, encoder.info, batch_size)
+        try:
+            pts, emb = embed_frames(frames, encoder, batch_size)
+        except VideoError as e:
+            store.write_failed(spec, str(e))
+            raise
+    finally:
+        if frames is not None:
+            frames.close()
     if len(pts) == 0 and Sampling.parse(spec.sampling).mode == "fps":
         err = VideoError(f"{spec.path}: no frames could be decoded between {spec.start:.0f}s and {spec.end:.0f}s (truncated or corrupt?)")
         store.write_failed(spec, str(err))
         raise err
     return store.write_shard(spec, pts, emb, extra={"seconds": round(time.perf_counter() - t0, 4)})
+
+
+def process_chunk(spec: ChunkSpec, encoder: ImageEncoder | None, store: IndexStore, batch_size: int = 32) -> dict:
+    """The unit of work of every backend: an OCR chunk is read by :func:`vidsearch.ocr_channel.ocr_chunk`
+    (one OCR engine and sentence embedder per process), any other is embedded by :func:`embed_chunk`."""
+    if is_ocr_channel(spec.model_id):
+        from .ocr_channel import ocr_chunk
+
+        return ocr_chunk(spec, store)
+    return embed_chunk(spec, encoder, store, batch_size)
+
+
+def count_chunk(report: "IngestReport", spec: ChunkSpec, marker: dict) -> None:
+    """Add a finished chunk to the report (OCR frames are counted apart from embedded frames)."""
+    report.chunks_done += 1
+    if is_ocr_channel(spec.model_id):
+        report.ocr_frames += int(marker.get("frames", 0))
+    else:
+        report.frames += int(marker.get("frames", 0))
+        report.seconds_indexed += spec.end - spec.start
 
 
 # -- stage 4: run the plan -------------------------------------------------------------------
@@ -286,28 +356,45 @@ class LocalBackend:
 
     def run(self, plan: IngestPlan, store: IndexStore, report: IngestReport, progress) -> None:
         report.providers = self.encoder.providers("image") if plan.todo else []
-        for spec in plan.todo:
-            try:
-                marker = embed_chunk(spec, self.encoder, store, self.batch_size)
-            except UserError as e:
-                report.chunks_failed += 1
-                report.failures.append(Failure(spec.path, str(e), spec.start, spec.end))
-                progress(spec, None)
-                continue
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as e:  # an unexpected bug must not stop the batch: record it and go on
-                log.debug("chunk %s failed", spec.chunk_id, exc_info=True)
-                msg = f"{spec.path}: {one_line(e)}"
-                store.write_failed(spec, msg)
-                report.chunks_failed += 1
-                report.failures.append(Failure(spec.path, msg, spec.start, spec.end))
-                progress(spec, None)
-                continue
-            report.chunks_done += 1
-            report.frames += int(marker.get("frames", 0))
-            report.seconds_indexed += spec.end - spec.start
-            progress(spec, marker)
+        ahead: tuple[ChunkSpec, _Prefetch] | None = None
+        try:
+            for i, spec in enumerate(plan.todo):
+                frames = ahead[1] if ahead and ahead[0] is spec else None
+                # start decoding the next chunk now: it overlaps this chunk's last batches (bounded queue)
+                nxt = plan.todo[i + 1] if i + 1 < len(plan.todo) else None
+                ahead = (nxt, start_decoding(nxt, self.encoder.info, self.batch_size)) if self._prefetchable(nxt, store) else None
+                self._run_one(spec, frames, store, report, progress)
+        finally:
+            if ahead:
+                ahead[1].close()
+
+    def _prefetchable(self, spec: ChunkSpec | None, store: IndexStore) -> bool:
+        return (spec is not None and not is_ocr_channel(spec.model_id) and spec.model_id == self.encoder.info.model_id
+                and not store.is_done(spec))
+
+    def _run_one(self, spec: ChunkSpec, frames: _Prefetch | None, store: IndexStore, report: IngestReport, progress) -> None:
+        try:
+            if frames is not None:
+                marker = embed_chunk(spec, self.encoder, store, self.batch_size, frames=frames)
+            else:
+                marker = process_chunk(spec, self.encoder, store, self.batch_size)
+        except UserError as e:
+            report.chunks_failed += 1
+            report.failures.append(Failure(spec.path, str(e), spec.start, spec.end))
+            progress(spec, None)
+            return
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # an unexpected bug must not stop the batch: record it and go on
+            log.debug("chunk %s failed", spec.chunk_id, exc_info=True)
+            msg = f"{spec.path}: {one_line(e)}"
+            store.write_failed(spec, msg)
+            report.chunks_failed += 1
+            report.failures.append(Failure(spec.path, msg, spec.start, spec.end))
+            progress(spec, None)
+            return
+        count_chunk(report, spec, marker)
+        progress(spec, marker)
 
 
 def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: bool = True) -> None:
@@ -329,12 +416,20 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
             status = cat.con.execute(
                 """SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'failed'),
                           count(*) FILTER (WHERE status = 'pending'), any_value(error) FILTER (WHERE status = 'failed')
-                   FROM chunks WHERE video_id = ? AND model_id = ?""",
-                [video_id, report.model_id],
+                   FROM chunks WHERE video_id = ? AND list_contains(?, model_id)""",
+                [video_id, [report.model_id, *plan.channels]],
             ).fetchone()
             done, failed, pending, err = status
             state = "pending" if pending else "indexed" if not failed else "partial" if done else "failed"
             cat.con.execute("UPDATE files SET status = ?, error = ?, updated_at = now() WHERE path = ?", [state, err, path])
+    if complete and report.model_id:
+        # bring the search matrix up to date now (new shards are appended) so the next query does not pay
+        from .matrix import refresh as refresh_matrix
+
+        try:
+            refresh_matrix(store, report.model_id)
+        except Exception as e:  # noqa: BLE001 - the query rebuilds it; the ingest itself succeeded
+            log.warning("search matrix not updated (%s); the next query will update it", one_line(e))
 
 
 def ingest(

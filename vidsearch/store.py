@@ -55,13 +55,24 @@ def frames_schema(dim: int):
     )
 
 
+def _unique() -> str:
+    """A temp-name part no other writer uses, even on another machine sharing the directory."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{_unique()}.tmp")  # one per writer: deliveries may overlap
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class IndexStore:
@@ -93,18 +104,14 @@ class IndexStore:
         return self.marker_path(spec).exists()
 
     def write_shard(self, spec: ChunkSpec, pts: np.ndarray, embeddings: np.ndarray, extra: dict | None = None) -> dict:
-        """Write the chunk's rows (temp file + rename), then its done marker. Idempotent."""
+        """Write the chunk's frame embeddings (temp file + rename), then its done marker. Idempotent."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         pts = np.asarray(pts, dtype=np.float64)
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         n, dim = (emb.shape[0], emb.shape[1]) if emb.ndim == 2 else (0, 0)
         if len(pts) != n:
             raise ValueError("pts and embeddings differ in length")
-        d = self.chunk_dir(spec)
-        d.mkdir(parents=True, exist_ok=True)
-        schema = frames_schema(dim)
         table = pa.Table.from_arrays(
             [
                 pa.array([spec.video_id] * n, pa.string()),
@@ -114,20 +121,35 @@ class IndexStore:
                 pa.array([spec.model_id] * n, pa.string()),
                 pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim),
             ],
-            schema=schema,
+            schema=frames_schema(dim),
         )
+        return self.write_table_shard(spec, table, extra={"frames": n, "dim": dim, **(extra or {})})
+
+    def write_table_shard(self, spec: ChunkSpec, table, extra: dict | None = None) -> dict:
+        """Write any Arrow table as the chunk's shard (temp file + fsync + rename), then its done
+        marker (the spec, the shard's name and ``extra``). Vector columns (fixed-size lists) are
+        stored uncompressed, the rest with zstd. Idempotent: a re-run replaces the same file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        d = self.chunk_dir(spec)
+        d.mkdir(parents=True, exist_ok=True)
+        compression = {
+            f.name: "none" if pa.types.is_fixed_size_list(f.type) else "zstd" for f in table.schema
+        }
         final = self.shard_path(spec)
-        tmp = d / f".{final.name}.{os.getpid()}.tmp"
-        pq.write_table(
-            table, tmp, use_dictionary=False, row_group_size=ROW_GROUP,
-            compression={"video_id": "zstd", "path": "zstd", "chunk_id": "zstd", "pts": "zstd", "model_id": "zstd", "embedding": "none"},
-        )
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        tmp = d / f".{final.name}.{_unique()}.tmp"
+        try:
+            pq.write_table(table, tmp, use_dictionary=False, row_group_size=ROW_GROUP, compression=compression)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:  # Ctrl-C or a full disk mid-write: leave no temp file behind
+            tmp.unlink(missing_ok=True)
+            raise
         marker = {
-            "chunk_id": spec.chunk_id, **spec.to_dict(), "frames": n, "dim": dim,
-            "shard": final.name, "written_at": time.time(), **(extra or {}),
+            "chunk_id": spec.chunk_id, **spec.to_dict(), "shard": final.name, "written_at": time.time(),
+            **(extra or {}),
         }
         self.failed_path(spec).unlink(missing_ok=True)
         _write_json_atomic(self.marker_path(spec), marker)
@@ -295,7 +317,8 @@ class Catalog:
         return counts
 
     def refresh_views(self) -> None:
-        """One ``frames_<model>`` view per model over its shards; ``frames`` is the most recently used model."""
+        """One ``frames_<model>`` view per model over its shards; ``frames`` is the most recently used model;
+        ``frame_text`` over the OCR channel's shards."""
         models = self.con.execute("SELECT model_id, slug, dim FROM models ORDER BY last_used DESC").fetchall()
         have = set(self.store.model_slugs())
         latest = None
@@ -317,6 +340,28 @@ class Catalog:
                 "NULL::VARCHAR AS chunk_id, NULL::DOUBLE AS pts, NULL::VARCHAR AS model_id, "
                 "NULL::FLOAT[] AS embedding WHERE false"
             )
+        self._refresh_text_view()
+
+    def _refresh_text_view(self) -> None:
+        """``frame_text``: the on-screen text read by the OCR channel (empty when there is none)."""
+        from .ocr_channel import OCR_CHANNEL, TEXT_DIM
+
+        slug = model_slug(OCR_CHANNEL)
+        if any(Path(self.store.shards_root / slug).glob("*/*/*.parquet")):
+            glob = self.store.shard_glob(slug).replace("'", "''")
+            self.con.execute(
+                "CREATE OR REPLACE VIEW frame_text AS SELECT video_id, path, pts, text, confidence, "
+                "x0, y0, x1, y1, [x0, y0, x1, y1]::FLOAT[4] AS box, chunk_id, model_id, "
+                f"text_embedding::FLOAT[{TEXT_DIM}] AS text_embedding FROM read_parquet('{glob}')"
+            )
+        else:
+            self.con.execute(
+                "CREATE OR REPLACE VIEW frame_text AS SELECT NULL::VARCHAR AS video_id, NULL::VARCHAR AS path, "
+                "NULL::DOUBLE AS pts, NULL::VARCHAR AS text, NULL::FLOAT AS confidence, NULL::FLOAT AS x0, "
+                "NULL::FLOAT AS y0, NULL::FLOAT AS x1, NULL::FLOAT AS y1, NULL::FLOAT[4] AS box, "
+                "NULL::VARCHAR AS chunk_id, NULL::VARCHAR AS model_id, "
+                f"NULL::FLOAT[{TEXT_DIM}] AS text_embedding WHERE false"
+            )
 
     # -- reporting -------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -325,7 +370,11 @@ class Catalog:
             """SELECT count(*), coalesce(sum(duration), 0) / 3600 FROM videos
                WHERE video_id IN (SELECT video_id FROM chunks WHERE status = 'done')"""
         ).fetchone()
-        frames = q("SELECT coalesce(sum(frames), 0) FROM chunks WHERE status = 'done'").fetchone()[0]
+        frames, ocr_frames = q(
+            """SELECT coalesce(sum(frames) FILTER (WHERE model_id NOT LIKE 'ocr:%'), 0),
+                      coalesce(sum(frames) FILTER (WHERE model_id LIKE 'ocr:%'), 0)
+               FROM chunks WHERE status = 'done'"""
+        ).fetchone()
         by_status = dict(q("SELECT status, count(*) FROM chunks GROUP BY status").fetchall())
         failed_files = [
             {"path": p, "error": e}
@@ -361,6 +410,7 @@ class Catalog:
             "videos": videos,
             "hours": round(hours, 3),
             "frames": int(frames),
+            "ocr_frames": int(ocr_frames),  # frames whose on-screen text was read (ingest --ocr)
             "chunks": {"done": by_status.get("done", 0), "pending": by_status.get("pending", 0), "failed": by_status.get("failed", 0)},
             "models": models,
             "failed_files": failed_files,

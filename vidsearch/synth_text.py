@@ -139,11 +139,15 @@ def make_text_video(
     gop: int | None = None,
     crf: int = 20,
     background: tuple[int, int, int] = (70, 80, 100),
+    scenes: Iterable[tuple[float, float, str | tuple[int, int, int]]] = (),
 ) -> Path:
     """Write an MP4 showing each segment's text while ``start <= t < end``; return its path.
 
     ``segments``: :class:`TextSegment` or tuples ``(start_s, end_s, text[, position[, font_size]])``.
     ``gop`` defaults to 2 seconds of frames. ``crf``: x264 quality (lower = sharper text).
+    ``scenes``: ``(start_s, end_s, colour)``: while ``start <= t < end`` the background is that flat
+    colour (a name from :data:`vidsearch.synth.COLOURS` or RGB 0..255), as :func:`vidsearch.synth.make_video`
+    draws scenes, so the colours-only demo model can find them (a cut, for the OCR channel).
     """
     import av
 
@@ -156,6 +160,7 @@ def make_text_video(
     panels = [render_panel(s, h) for s in segs]
     places = _placements(segs, w, h, panels)
     base = np.asarray(background, dtype=np.float32)
+    flat = [(float(a), float(b), _scene_rgb(c)) for a, b, c in scenes]
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
@@ -167,6 +172,12 @@ def make_text_video(
         for i in range(n):
             t = i / fps
             img = _background(i, w, h, base)
+            for a, b, rgb in flat:
+                if a <= t < b:
+                    img[:] = rgb
+                    sq = max(6, h // 10)
+                    x = (i * 4) % max(1, w - sq)
+                    img[h - 2 * sq : h - sq, x : x + sq] = 150
             for seg, panel, (x, y) in zip(segs, panels, places):
                 if seg.start <= t < seg.end:
                     _paste(img, panel, x, y)
@@ -177,6 +188,14 @@ def make_text_video(
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def _scene_rgb(colour: str | Sequence[int]) -> np.ndarray:
+    if isinstance(colour, str):
+        from .synth import _rgb
+
+        return _rgb(colour)
+    return np.asarray(colour, dtype=np.uint8)
 
 
 def render_text_frame(texts: Sequence[str | TextSegment], size: tuple[int, int] = (640, 360),

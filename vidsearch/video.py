@@ -101,12 +101,14 @@ def iter_frames(
     sampling: Sampling,
     size: int,
     threads: str = "AUTO",
+    skip_unneeded: bool = True,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(pts_seconds, rgb uint8 array)`` sampled from ``[start, end)``, lazily.
 
     The shortest side of each frame is resized to ``size`` with swscale. In fps mode the
     first frame at or after each grid time ``k / fps`` is taken; in keyframes mode every
-    keyframe is (and non-key frames are not even decoded).
+    keyframe is (and non-key frames are not even decoded). In fps mode, packets no sampled
+    frame depends on are not decoded either (``skip_unneeded``, see :func:`_needed_packets`).
     """
     import av
 
@@ -131,7 +133,12 @@ def iter_frames(
         targets = sampling.timestamps(start, end) if sampling.mode == "fps" else None
         ti = 0
         dims = None
-        frames = container.decode(stream)
+        if targets is not None and skip_unneeded and not stream.codec_context.has_b_frames:
+            frames = _decode(stream, _needed_packets(container.demux(stream), targets, start_pts, tb))
+        elif targets is None and skip_unneeded:
+            frames = _decode(stream, _keyframe_packets(container.demux(stream), start_pts, tb, end))
+        else:
+            frames = container.decode(stream)
         while True:
             try:
                 frame = next(frames)
@@ -162,6 +169,90 @@ def iter_frames(
             yield round(t, 3), img
     finally:
         container.close()
+
+
+#: packets held while looking for the end of a GOP; a longer GOP is decoded whole (bounded memory)
+GOP_LOOKAHEAD = 600
+
+
+def _needed_packets(packets: Iterator, targets: list[float], start_pts: int, tb) -> Iterator:
+    """The packets that fps sampling needs decoded, in decode order.
+
+    Within a GOP (a keyframe packet up to the next one) a frame depends only on earlier packets
+    of the GOP, so the packets after the GOP's last sampled frame are dropped, and a GOP with no
+    sampled frame is dropped whole (at 1 fps with 2 s GOPs that halves decoding; below one
+    frame per GOP only keyframes are decoded). Demuxing stops once every grid time is covered.
+    Only GOPs whose packets carry strictly increasing timestamps are trimmed (no B-frame
+    reordering, no open GOP); once a packet breaks that rule, everything is decoded.
+    """
+    import bisect
+
+    ti = 0
+    enabled = True
+    prev = float("-inf")  # time of the last packet released
+    gop: list = []
+
+    def release(complete: bool) -> list:
+        nonlocal ti, enabled, prev
+        if not enabled:
+            return gop
+        if any(p.pts is None for p in gop):
+            enabled = False
+            return gop
+        times = [float((p.pts - start_pts) * tb) for p in gop]
+        if times[0] <= prev or any(b <= a for a, b in zip(times, times[1:])):
+            enabled = False  # reordered frames: a later packet may be an earlier frame's reference
+            return gop
+        prev = times[-1]
+        last_needed = -1
+        while ti < len(targets) and targets[ti] <= times[-1] + 1e-6:
+            last_needed = max(last_needed, bisect.bisect_left(times, targets[ti] - 1e-6))
+            ti += 1
+        if not complete or not gop[0].is_keyframe:
+            return gop  # cannot tell where the GOP ends (or where it began): decode it all
+        return gop[: last_needed + 1]
+
+    for pkt in packets:
+        if pkt.size == 0:  # the demuxer's end-of-stream packet; the caller flushes
+            continue
+        if pkt.is_keyframe and gop:
+            yield from release(True)
+            gop = []
+            if enabled and ti >= len(targets):
+                return  # every grid time is covered
+        gop.append(pkt)
+        if len(gop) >= GOP_LOOKAHEAD:
+            yield from release(False)
+            gop = []
+    if gop:
+        yield from release(True)
+
+
+def _keyframe_packets(packets: Iterator, start_pts: int, tb, end: float) -> Iterator:
+    """Keyframes mode: only the packets the container flags as keyframes reach the decoder (it
+    skips the others anyway, but parsing them costs ~15%), up to the first one at or after ``end``.
+    If the first packet is not flagged (a container without keyframe flags), every packet goes
+    to the decoder, whose ``skip_frame="NONKEY"`` then does the selection."""
+    first = True
+    trust = True
+    for pkt in packets:
+        if pkt.size == 0:
+            continue
+        if first:
+            trust, first = bool(pkt.is_keyframe), False
+        if not trust:
+            yield pkt
+            continue
+        if pkt.is_keyframe:
+            yield pkt
+            if pkt.pts is not None and float((pkt.pts - start_pts) * tb) >= end - 1e-6:
+                return
+
+
+def _decode(stream, packets: Iterator) -> Iterator:
+    for pkt in packets:
+        yield from stream.decode(pkt)
+    yield from stream.decode(None)  # flush: frames the decoder (and its threads) still hold
 
 
 def read_frame_at(path: str | os.PathLike, t: float, max_side: int = 480) -> np.ndarray:

@@ -46,6 +46,8 @@ def make_progress(quiet: bool):
 @click.option("--keyframes", is_flag=True, help="Sample keyframes only (much faster; spacing follows the encoder's GOP).")
 @click.option("--chunk", "chunk_s", type=float, default=DEFAULT_CHUNK_S, show_default=True, help="Chunk length in seconds (the unit of work).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Frames per inference batch.")
+@click.option("--ocr", is_flag=True, help="Also read on-screen text (every 2 s and at scene cuts) for "
+              "`query --text-in-frame`; needs the ocr extra (see docs/ocr.md).")
 @click.option("--backend", type=click.Choice(["local", "celery"]), default="local", show_default=True,
               help="local: embed in this process. celery: send chunks to workers (see docs/distributed.md).")
 @click.option("--broker", envvar="VIDSEARCH_BROKER_URL", default=None, help="Celery broker URL (env VIDSEARCH_BROKER_URL).")
@@ -54,14 +56,18 @@ def make_progress(quiet: bool):
 @json_option
 @pass_ctx
 @handle_errors
-def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size, backend, broker, wait, quiet, as_json):
+def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size, ocr, backend, broker, wait, quiet, as_json):
     """Index the videos under PATHS (directories are walked recursively).
 
     Re-running on the same archive with the same model and settings does nothing; new files
     are picked up incrementally. Bad files are reported and recorded; the rest goes on.
     """
     sampling = Sampling("keyframes") if keyframes else Sampling("fps", fps)
-    options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size)
+    options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size, ocr=ocr)
+    if ocr and backend == "local":  # with celery the workers need the extra, not the submitter
+        from ..ocr_channel import require_ocr
+
+        require_ocr()
     store = IndexStore(ctx.index)
     if backend == "celery":
         from ..distributed import CeleryBackend  # the submitter never imports onnxruntime
@@ -89,6 +95,8 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
             f"{report.chunks_skipped} already done, {report.chunks_failed} failed; {report.frames} frames; "
             f"{report.seconds_indexed:.0f}s of video in {report.wall_s:.1f}s ({rate:.1f}x realtime)"
         )
+        if ocr:
+            click.echo(f"on-screen text read in {report.ocr_frames} frames")
         if report.pending:
             click.echo(f"{report.pending} chunks queued for workers; see `vidsearch status`")
         if report.providers:

@@ -9,10 +9,14 @@ from ..search import load_frame_index, pick_model, text_query
 from ..store import IndexStore
 from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
+from .queryopts import refine_options, skipped_note
 
 
 @cli.command("query")
-@click.argument("text", nargs=-1, required=True)
+@click.argument("text", nargs=-1, required=False)
+@click.option("--text-in-frame", "text_in_frame", default=None, metavar="TEXT",
+              help="Ranges where this text is on screen (exact, fuzzy or by meaning; needs `ingest --ocr`). "
+                   "With a visual TEXT too, only ranges where both hold.")
 @model_option
 @providers_option
 @click.option("-k", "--top", type=int, default=10, show_default=True, help="How many ranges to return.")
@@ -21,23 +25,47 @@ from .common import model_option, providers_option, semantics_warning
 @click.option("--smooth", "smooth_s", type=float, default=3.0, show_default=True, help="Smoothing window in seconds.")
 @click.option("--thumbnails", "thumbs", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write a JPEG of each range's peak frame into this directory.")
+@refine_options
 @json_option
 @pass_ctx
 @handle_errors
-def query_cmd(ctx, text, model, providers, top, min_score, video_glob, smooth_s, thumbs, as_json):
+def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_glob, smooth_s, thumbs, negatives, images,
+              after, before, as_json):
     """Find when TEXT appears: ranked time ranges (video, start, end, peak time, peak score).
 
     Several quoted prompts are averaged: vidsearch query "red jacket" "person in red".
+    On-screen text: vidsearch query --text-in-frame "EMERGENCY EXIT" (after ingest --ocr).
+    Refine with --not "person in blue", search by example with --image PATH, and limit to
+    recorded times with --after/--before (files that carry a creation time).
     """
     from ..encoder import Encoder
 
+    if not text and not text_in_frame and not images:
+        raise click.UsageError('say what to look for: vidsearch query "person in a red jacket" and/or --text-in-frame "EXIT"')
     store = IndexStore(ctx.index)
-    info = pick_model(store, model)
-    semantics_warning(info)
-    encoder = Encoder(info, providers=providers)
-    index = load_frame_index(store, info.model_id)
-    result = text_query(store, encoder, list(text), index=index, top=top, min_score=min_score,
-                        video_glob=video_glob, smooth_s=smooth_s)
+    in_frame = None
+    if text_in_frame:
+        from ..ocr_channel import text_ranges
+
+        # with a visual query too, every text range may meet a visual one: rank after intersecting
+        visual = bool(text or images)
+        in_frame = text_ranges(store, text_in_frame, top=None if visual else top,
+                               min_score=None if visual else min_score, video_glob=video_glob)
+    if not text and not images:
+        result = in_frame
+    else:
+        info = pick_model(store, model)
+        semantics_warning(info)
+        encoder = Encoder(info, providers=providers)
+        index = load_frame_index(store, info.model_id)
+        result = text_query(store, encoder, list(text), index=index, top=None if in_frame else top,
+                            min_score=min_score, video_glob=video_glob, smooth_s=smooth_s, negatives=list(negatives),
+                            images=[str(p) for p in images], after=after, before=before)
+        skipped_note(result.skipped_no_time)
+        if in_frame is not None:
+            from ..ocr_channel import both
+
+            result = both(result, in_frame, top)
     if thumbs:
         from ..thumbs import write_thumbnails
 
@@ -54,6 +82,10 @@ def query_cmd(ctx, text, model, providers, top, min_score, video_glob, smooth_s,
         for i, r in enumerate(result.ranges)
     ]
     cols = [("rank", "#"), ("video", "video"), ("start", "start"), ("end", "end"), ("peak", "peak"), ("score", "score")]
+    if in_frame is not None:  # what was read on screen, and how it matched
+        for row, r in zip(rows, result.ranges):
+            row["text"] = f"{getattr(r, 'text', '')} ({getattr(r, 'match', '')})"
+        cols.append(("text", "on screen"))
     if thumbs:
         cols.append(("thumb", "thumbnail"))
     print_table(rows, cols)

@@ -27,6 +27,8 @@ def status_cmd(ctx, per_video, as_json):
     click.echo(f"index: {summary['index']}")
     click.echo(f"{summary['videos']} videos, {summary['hours']:.2f} hours, {summary['frames']} frames")
     click.echo(f"chunks: {c['done']} done, {c['pending']} pending, {c['failed']} failed")
+    if summary.get("ocr_frames"):
+        click.echo(f"on-screen text read in {summary['ocr_frames']} frames (query --text-in-frame)")
     for m in summary["models"]:
         click.echo(f"model {m['model_id']} (dim {m['dim']}): {m['frames']} frames")
     for f in summary["failed_files"]:

