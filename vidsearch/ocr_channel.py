@@ -77,25 +77,18 @@ def require_ocr() -> None:
 def text_schema(dim: int = TEXT_DIM):
     import pyarrow as pa
 
-    from .store import SCHEMA_VERSION
+    from .store import shard_schema
 
-    return pa.schema(
-        [
-            pa.field("video_id", pa.string(), nullable=False),
-            pa.field("path", pa.string(), nullable=False),
-            pa.field("chunk_id", pa.string(), nullable=False),
-            pa.field("pts", pa.float64(), nullable=False),
-            pa.field("model_id", pa.string(), nullable=False),
-            pa.field("text", pa.string(), nullable=False),
-            pa.field("confidence", pa.float32(), nullable=False),
-            pa.field("x0", pa.float32(), nullable=False),
-            pa.field("y0", pa.float32(), nullable=False),
-            pa.field("x1", pa.float32(), nullable=False),
-            pa.field("y1", pa.float32(), nullable=False),
-            pa.field("text_embedding", pa.list_(pa.float32(), dim), nullable=False),
-        ],
-        metadata={b"vidsearch.schema": str(SCHEMA_VERSION).encode(), b"vidsearch.channel": b"ocr"},
+    schema = shard_schema(
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("confidence", pa.float32(), nullable=False),
+        pa.field("x0", pa.float32(), nullable=False),
+        pa.field("y0", pa.float32(), nullable=False),
+        pa.field("x1", pa.float32(), nullable=False),
+        pa.field("y1", pa.float32(), nullable=False),
+        pa.field("text_embedding", pa.list_(pa.float32(), dim), nullable=False),
     )
+    return schema.with_metadata({**schema.metadata, b"vidsearch.channel": b"ocr"})
 
 
 # -- planning (pure) -------------------------------------------------------------------------

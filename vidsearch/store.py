@@ -39,20 +39,25 @@ def model_slug(model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()
 
 
+def shard_schema(*fields):
+    """A shard's schema: the key columns every shard starts with (video, path, chunk, time,
+    model), then ``fields``."""
+    import pyarrow as pa
+
+    key = [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("chunk_id", pa.string(), nullable=False),
+        pa.field("pts", pa.float64(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+    ]
+    return pa.schema(key + list(fields), metadata={b"vidsearch.schema": str(SCHEMA_VERSION).encode()})
+
+
 def frames_schema(dim: int):
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            pa.field("video_id", pa.string(), nullable=False),
-            pa.field("path", pa.string(), nullable=False),
-            pa.field("chunk_id", pa.string(), nullable=False),
-            pa.field("pts", pa.float64(), nullable=False),
-            pa.field("model_id", pa.string(), nullable=False),
-            pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
-        ],
-        metadata={b"vidsearch.schema": str(SCHEMA_VERSION).encode()},
-    )
+    return shard_schema(pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False))
 
 
 def _unique() -> str:

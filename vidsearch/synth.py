@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import fractions
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,27 +42,15 @@ def make_video(
     creation_time: str | None = None,
 ) -> Path:
     """Write an H.264 MP4 and return its path. ``gop`` defaults to 2 seconds of frames."""
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     scenes = [s if isinstance(s, Scene) else Scene(*s) for s in scenes]
     w, h = size
     rng = np.random.default_rng(seed)
     bg = _rgb(background)
-    with av.open(str(path), mode="w") as out:
-        if creation_time:
-            out.metadata["creation_time"] = creation_time
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.gop_size = gop or 2 * fps
-        if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
-        stream.time_base = fractions.Fraction(1, fps)
-        n = int(round(duration * fps))
-        sq = max(4, min(w, h) // 8)
-        noise = rng.integers(-6, 7, size=(h, w, 1), dtype=np.int16)
-        for i in range(n):
+    sq = max(4, min(w, h) // 8)
+    noise = rng.integers(-6, 7, size=(h, w, 1), dtype=np.int16)
+
+    def frames() -> Iterator[np.ndarray]:
+        for i in range(int(round(duration * fps))):
             t = i / fps
             colour = bg
             for s in scenes:
@@ -71,6 +59,43 @@ def make_video(
             img = np.clip(np.broadcast_to(colour, (h, w, 3)).astype(np.int16) + noise, 0, 255).astype(np.uint8)
             x = int((i * 3) % max(1, w - sq))
             img[h // 2 - sq // 2 : h // 2 + sq // 2, x : x + sq] = 255
+            yield img
+
+    meta = {"creation_time": creation_time} if creation_time else None
+    return write_video(path, frames(), size, fps, codec=codec, gop=gop, metadata=meta)
+
+
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    size: tuple[int, int],
+    fps: int,
+    codec: str = "libx264",
+    gop: int | None = None,
+    options: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Encode RGB frames (one per 1/fps) into a video file; ``gop`` defaults to 2 seconds of frames.
+
+    libx264 gets ``preset=ultrafast, tune=zerolatency`` (no B-frames) unless ``options`` say otherwise.
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    with av.open(str(path), mode="w") as out:
+        for k, v in (metadata or {}).items():
+            out.metadata[k] = v
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.gop_size = gop or 2 * fps
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "tune": "zerolatency", **(options or {})}
+        elif options:
+            stream.options = dict(options)
+        stream.time_base = fractions.Fraction(1, fps)
+        for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
             for packet in stream.encode(frame):

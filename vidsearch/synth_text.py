@@ -7,7 +7,6 @@ text on a sign-like panel while ``start <= t < end``, over a slowly moving backg
 from __future__ import annotations
 
 import dataclasses
-import fractions
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -149,10 +148,6 @@ def make_text_video(
     colour (a name from :data:`vidsearch.synth.COLOURS` or RGB 0..255), as :func:`vidsearch.synth.make_video`
     draws scenes, so the colours-only demo model can find them (a cut, for the OCR channel).
     """
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     segs = [s if isinstance(s, TextSegment) else TextSegment(*s) for s in segments]
     w, h = size
     if w % 2 or h % 2:
@@ -161,15 +156,9 @@ def make_text_video(
     places = _placements(segs, w, h, panels)
     base = np.asarray(background, dtype=np.float32)
     flat = [(float(a), float(b), _scene_rgb(c)) for a, b, c in scenes]
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.gop_size = gop or 2 * fps
-        if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": str(crf)}
-        stream.time_base = fractions.Fraction(1, fps)
-        n = int(round(duration * fps))
-        for i in range(n):
+
+    def frames():
+        for i in range(int(round(duration * fps))):
             t = i / fps
             img = _background(i, w, h, base)
             for a, b, rgb in flat:
@@ -181,13 +170,11 @@ def make_text_video(
             for seg, panel, (x, y) in zip(segs, panels, places):
                 if seg.start <= t < seg.end:
                     _paste(img, panel, x, y)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+            yield img
+
+    from .synth import write_video
+
+    return write_video(path, frames(), size, fps, codec=codec, gop=gop, options={"crf": str(crf)})
 
 
 def _scene_rgb(colour: str | Sequence[int]) -> np.ndarray:
