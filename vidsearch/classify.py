@@ -96,8 +96,10 @@ def softmax_probs(cosines: np.ndarray, scale: float = LOGIT_SCALE) -> np.ndarray
 
 
 def frame_probs(emb: np.ndarray, label_mat: np.ndarray, scale: float = LOGIT_SCALE) -> np.ndarray:
-    """Per-frame label probabilities for unit frame embeddings [N, dim]."""
-    cos = np.asarray(emb, dtype=np.float32) @ np.asarray(label_mat, dtype=np.float32).T
+    """Per-frame label probabilities for unit frame embeddings [N, dim] (float32 or the float16 search matrix)."""
+    from .matrix import matmul
+
+    cos = matmul(emb, np.asarray(label_mat, dtype=np.float32).T)  # no full float32 copy of the matrix
     return softmax_probs(cos, scale)
 
 

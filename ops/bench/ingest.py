@@ -178,7 +178,7 @@ def vidsearch_ingest(videos, info, encoder, sampling, args, progress=None) -> di
 
 
 def child_memory(args) -> dict:
-    """Peak RSS after the first and after the last chunk of an fps=1 ingest (run in its own process)."""
+    """RSS and peak RSS after the first and after the last chunk of an fps ingest (in its own process)."""
     from vidsearch.encoder import Encoder
     from vidsearch.plan import Sampling
 
@@ -203,6 +203,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-fps", type=float, default=1.0, help="frames kept per video second (default 1)")
     ap.add_argument("--chunk-s", type=float, default=60.0, help="ingest chunk length (default 60)")
     ap.add_argument("--batch", type=int, default=32, help="vidsearch's encoder batch size (default 32)")
+    ap.add_argument("--memory-chunk-s", type=float, default=10.0,
+                    help="chunk length of the memory run (default 10: many chunks, to see whether memory grows)")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: baseline,decode,encode,fps,keyframes,memory")
     ap.add_argument("--work", default=str(REPO / "bench-out"), help="where the model and the archive go")
@@ -250,7 +252,7 @@ def main(argv=None) -> int:
         log("memory ...")
         cmd = [sys.executable, __file__, "--child", "memory", "--model", args.model, "--work", args.work,
                "--videos", str(args.videos), "--video-seconds", str(args.video_seconds), "--video-fps", str(args.video_fps),
-               "--sample-fps", str(args.sample_fps), "--chunk-s", str(args.chunk_s), "--batch", str(args.batch)]
+               "--sample-fps", str(args.sample_fps), "--chunk-s", str(args.memory_chunk_s), "--batch", str(args.batch)]
         if args.archive:
             cmd += ["--archive", args.archive]
         if args.threads:
@@ -284,7 +286,7 @@ def main(argv=None) -> int:
         print(f"overlap (keyframes): ingest {c:.2f} s vs decode + encode {d + e:.2f} s and max(decode, encode) {max(d, e):.2f} s")
     m = res.get("memory")
     if m and "first" in m:
-        print(f"memory (fps ingest, own process): RSS {m['first'][1]:.0f} MB after the first chunk, "
+        print(f"memory (fps ingest, own process, {args.memory_chunk_s:g} s chunks): RSS {m['first'][1]:.0f} MB after the first chunk, "
               f"{m['last'][1]:.0f} MB after the last ({m['chunks']} chunks); peak {m['last'][2]:.0f} MB")
     elif m:
         print(f"memory: failed: {m['error'][-300:]}")
