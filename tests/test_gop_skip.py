@@ -1,7 +1,6 @@
 """Ingest speed-ups that must not change what is indexed: GOP-aware decoding and chunk prefetch."""
 from __future__ import annotations
 
-import fractions
 import gc
 import itertools
 import threading
@@ -28,24 +27,16 @@ def gop_video(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bframe_video(tmp_path_factory) -> Path:
-    import av
+    from vidsearch.synth import write_video
 
-    path = tmp_path_factory.mktemp("bf") / "bframes.mp4"
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt, s.gop_size = 160, 96, "yuv420p", 40
-        s.options = {"preset": "fast", "bf": "3"}
-        s.time_base = fractions.Fraction(1, 25)
+    def frames():
         for i in range(250):
             img = np.full((96, 160, 3), (i * 3) % 255, np.uint8)
             img[40:56, (i * 5) % 140 : (i * 5) % 140 + 16] = 255
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return path
+            yield img
+
+    path = tmp_path_factory.mktemp("bf") / "bframes.mp4"
+    return write_video(path, frames(), (160, 96), 25, gop=40, options={"preset": "fast", "bf": "3"})
 
 
 def frames(path, start, end, fps, skip):

@@ -15,6 +15,7 @@ import numpy as np
 from .modelgen import COLOURS
 
 BACKGROUND = "gray"
+X264_FAST = {"preset": "ultrafast", "tune": "zerolatency"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,8 @@ def write_video(
 ) -> Path:
     """Encode RGB frames (one per 1/fps) into a video file; ``gop`` defaults to 2 seconds of frames.
 
-    libx264 gets ``preset=ultrafast, tune=zerolatency`` (no B-frames) unless ``options`` say otherwise.
+    ``options`` are the encoder's; libx264 without options gets ``preset=ultrafast, tune=zerolatency``
+    (fast, no B-frames).
     """
     import av
 
@@ -90,9 +92,9 @@ def write_video(
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.gop_size = gop or 2 * fps
-        if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "tune": "zerolatency", **(options or {})}
-        elif options:
+        if options is None and codec == "libx264":
+            options = X264_FAST
+        if options:
             stream.options = dict(options)
         stream.time_base = fractions.Fraction(1, fps)
         for i, img in enumerate(frames):

@@ -172,9 +172,10 @@ def make_text_video(
                     _paste(img, panel, x, y)
             yield img
 
-    from .synth import write_video
+    from .synth import X264_FAST, write_video
 
-    return write_video(path, frames(), size, fps, codec=codec, gop=gop, options={"crf": str(crf)})
+    options = {**X264_FAST, "crf": str(crf)} if codec == "libx264" else None
+    return write_video(path, frames(), size, fps, codec=codec, gop=gop, options=options)
 
 
 def _scene_rgb(colour: str | Sequence[int]) -> np.ndarray:
