@@ -292,3 +292,18 @@ def test_two_models_side_by_side(home, colour, tiny, archive, runner):
 
     write_config(default_model="demo-colours")
     assert json.loads(run_cli(runner, "query", "red", "--json").stdout)["model_id"] == colour.model_id
+
+
+def test_status_of_a_missing_index_says_so_and_creates_nothing(home, runner, tmp_path):
+    result = run_cli(runner, "--index", tmp_path / "typo", "status", ok=False)
+    assert result.exit_code == 1 and "no index at" in result.stderr and "vidsearch ingest" in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_unwritable_index_is_a_one_line_error(home, colour, archive, runner, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the index directory should be")
+    result = run_cli(runner, "--index", blocker / "index", "ingest", archive, "--model", "demo-colours", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and last.endswith("not-a-dir/index: Not a directory")

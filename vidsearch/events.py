@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .ranges import TimeRange, adaptive_threshold, hysteresis_runs, merge_runs, sample_step, smooth
+from .ranges import TimeRange, adaptive_threshold, video_ranges
 
 #: Default thresholds, as fractions of the way from the median score to the best score over
 #: every frame considered: an event needs a smoothed score half-way up and lasts while it stays
@@ -111,28 +111,10 @@ def video_events(
     ``low`` defaults to ``high`` (no hysteresis). Events closer than ``max_gap_s`` (default: two
     sample steps) merge; events shorter than ``min_duration_s`` are dropped after merging.
     """
-    pts = np.asarray(pts, dtype=np.float64)
-    raw = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(pts, kind="stable")
-    pts, raw = pts[order], raw[order]
-    if len(pts) == 0:
-        return VideoEvents(video_id, path, [], 0, duration, creation_time)
     low = high if low is None else min(low, high)
-    step = sample_step(pts)
-    sm = smooth(pts, raw, smooth_s)
-    gap = 2 * step + 1e-6 if max_gap_s is None else max_gap_s
     events = []
-    for i0, i1 in merge_runs(pts, hysteresis_runs(sm, high, low), gap):
-        seg = raw[i0 : i1 + 1]
-        k = int(np.argmax(seg))
-        end = pts[i1] + step
-        if duration is not None:
-            end = min(end, duration)
-        ev = TimeRange(
-            video_id=video_id, start=float(pts[i0]), end=float(max(end, pts[i1])),
-            peak_time=float(pts[i0 + k]), peak_score=float(seg[k]),
-            score=float(np.max(sm[i0 : i1 + 1])), frames=i1 - i0 + 1, path=path,
-        )
+    for ev in video_ranges(video_id, pts, scores, high, smooth_s=smooth_s, max_gap_s=max_gap_s, duration=duration, low=low):
+        ev.path = path
         if ev.duration + 1e-9 >= min_duration_s:
             events.append(ev)
     return VideoEvents(video_id, path, events, len(pts), duration, creation_time)

@@ -242,6 +242,23 @@ def _reencode_clip(src: str, start: float, end: float, target: Path) -> Clip:
     return Clip(target, "re-encode", first_t, last_t, n)
 
 
+# -- catalog ---------------------------------------------------------------------------------
+def catalog_context(store, model_id: str) -> tuple[dict, dict[str, dict]]:
+    """What the index's catalog knows for an export: the model's row (``name`` + its info) and
+    ``duration`` / ``creation_time`` per video_id. Empty when the index has no catalog."""
+    model_meta: dict = {}
+    videos: dict[str, dict] = {}
+    if not store.catalog_path.exists():
+        return model_meta, videos
+    with store.catalog(read_only=True) as cat:
+        rows = cat.con.execute("SELECT name, info FROM models WHERE model_id = ?", [model_id]).fetchall()
+        if rows:
+            model_meta = {"name": rows[0][0], **json.loads(rows[0][1] or "{}")}
+        for vid, dur, ct in cat.con.execute("SELECT video_id, duration, creation_time FROM videos").fetchall():
+            videos[vid] = {"duration": dur, "creation_time": ct}
+    return model_meta, videos
+
+
 # -- scores ----------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Series:

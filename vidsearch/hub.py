@@ -976,12 +976,15 @@ def pull(
 def _safe_extract(archive: Path, into: Path) -> None:
     name = archive.name.lower()
     if name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as z:
-            for member in z.namelist():
-                p = Path(member)
-                if p.is_absolute() or ".." in p.parts:
-                    raise ModelError(f"{archive} holds an unsafe path {member!r}; not extracting it")
-            z.extractall(into)
+        try:
+            with zipfile.ZipFile(archive) as z:
+                for member in z.namelist():
+                    p = Path(member)
+                    if p.is_absolute() or ".." in p.parts:
+                        raise ModelError(f"{archive} holds an unsafe path {member!r}; not extracting it")
+                z.extractall(into)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise ModelError(f"cannot extract {archive}: {e}") from None
         return
     try:
         with tarfile.open(archive) as t:
@@ -1108,7 +1111,7 @@ def list_models() -> list[dict[str, Any]]:
 
 
 def available_models() -> list[dict[str, Any]]:
-    installed = {m["name"] for m in list_models()}
+    installed = {info.path.name for info in installed_models() if info.path is not None}
     return [
         {
             "name": e.name,

@@ -37,17 +37,18 @@ after the manifest points at the new ones (a reader that mapped them keeps its i
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from .store import IndexStore, model_slug
+from .store import IndexStore, _write_json_atomic, model_slug
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +176,6 @@ def matvec(emb: np.ndarray, query: np.ndarray) -> np.ndarray:
 # -- the matrix cache ------------------------------------------------------------------------
 def matrix_dir(store: IndexStore, model_id: str) -> Path:
     return store.root / MATRIX / model_slug(model_id)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, separators=(",", ":"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -462,13 +454,13 @@ class MatrixCache:
             for f in files:
                 f.close()
         shards_file = f"shards-{gen}-{rows}.json"
-        _write_json_atomic(self.dir / shards_file, table)
+        _write_json_atomic(self.dir / shards_file, table, indent=None, separators=(",", ":"))
         out = {
             "format": FORMAT, "model_id": self.model_id, "dtype": dtype, "gen": gen, "rows": rows, "dim": dim,
             "videos": videos, "segments": _segments(table), "dirs": self._record_dirs(dirs, scan_start),
             "shards_file": shards_file, "updated_at": time.time(),
         }
-        _write_json_atomic(self.dir / MANIFEST, out)
+        _write_json_atomic(self.dir / MANIFEST, out, indent=None, separators=(",", ":"))
         _fsync_dir(self.dir)
         self._remove_unreferenced(out)
         self.last_action = "append" if new else "settle"
@@ -558,10 +550,8 @@ def load_index(store: IndexStore, model_id: str):
         return FrameIndex(model_id, [], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32))
     try:
         return cache.open(refresh=True)
-    except PermissionError as e:
-        log.info("search matrix not writable (%s): reading the Parquet shards", e)
     except OSError as e:
-        if e.errno not in (30, 13):  # EROFS, EACCES
+        if not isinstance(e, PermissionError) and e.errno not in (errno.EROFS, errno.EACCES):
             raise
         log.info("search matrix not writable (%s): reading the Parquet shards", e)
     return read_parquet_index(store, model_id)

@@ -12,7 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .classify import DEFAULT_TEMPLATES, VideoLabels, check_templates, label_timeline, label_vectors, softmax_probs
+from .classify import (
+    DEFAULT_TEMPLATES,
+    VideoLabels,
+    check_templates,
+    frame_probs,
+    label_timeline,
+    label_vectors,
+)
 from .errors import UserError
 from .events import VideoEvents, summarise, thresholds, video_events
 from .search import (
@@ -149,9 +156,8 @@ def classify_frames(
                         "use words it knows (the demo model knows only colours)")
     index = index if index is not None else load_frame_index(store, encoder.info.model_id)
     sel = select_frames(store, index, video_glob=video_glob, after=after, before=before)
-    # one index.scores() pass per label: the matrix may be a memory-mapped float16 file, never copied whole
-    cos = np.stack([index.scores(v) for v in mat], axis=1) if len(index) else np.zeros((0, len(labels)))
-    probs = softmax_probs(cos)
+    # one pass over the (possibly memory-mapped float16) matrix scores every label at once
+    probs = frame_probs(index.emb, mat)
     videos = [
         label_timeline(s.video_id, s.pts, s.values, labels, smooth_s=smooth_s, min_prob=min_prob,
                        min_segment_s=min_segment_s, duration=s.duration, path=s.path)

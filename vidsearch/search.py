@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .classify import LOGIT_SCALE  # CLIP's learned logit scale (exp(4.6052) = 100)
 from .errors import IndexError_, ModelError, UserError
 from .model import ModelInfo, installed_models, load_model_info
 from .paths import read_config
@@ -225,8 +226,6 @@ def text_query(
 
 
 # -- query refinements: negative prompts, example images, recorded-time filters ----------------
-#: CLIP's learned logit scale (exp(4.6052) = 100): turns cosine differences into probabilities.
-LOGIT_SCALE = 100.0
 
 
 def query_label(texts: Sequence[str], negatives: Sequence[str] = (), images: Sequence[str | Path] = ()) -> str:

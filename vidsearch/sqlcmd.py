@@ -86,15 +86,19 @@ class SqlSession:
             raise IndexError_(
                 f"cannot open {store.catalog_path}: {str(e).splitlines()[0]} (is an ingest running? try again when it ends)"
             ) from None
-        self.model_id = frames_model_id(self.con)
         self._requested = model
         self._providers = providers
         self._encoder = None
         self._udf_error: VidsearchError | None = None
-        if model and self.model_id is not None:
-            find_model(self.model_id, model)  # a wrong --model is said now, not at the first text_embedding()
-        if self.model_id is not None:
-            self._register(self._dim())
+        try:
+            self.model_id = frames_model_id(self.con)
+            if model and self.model_id is not None:
+                find_model(self.model_id, model)  # a wrong --model is said now, not at the first text_embedding()
+            if self.model_id is not None:
+                self._register(self._dim())
+        except BaseException:
+            self.con.close()  # the caller gets no session to close
+            raise
 
     def _dim(self) -> int:
         row = self.con.execute("SELECT dim FROM models WHERE model_id = ?", [self.model_id]).fetchall()[0]

@@ -67,11 +67,13 @@ def _unique() -> str:
     return uuid.uuid4().hex
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def _write_json_atomic(path: Path, data: Any, **dump_kw: Any) -> None:
+    """Write ``data`` as JSON to ``path`` (temp file + fsync + rename); ``dump_kw`` go to
+    :func:`json.dump` (default ``indent=1``)."""
     tmp = path.with_name(f".{path.name}.{_unique()}.tmp")  # one per writer: deliveries may overlap
     try:
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
+            json.dump(data, f, **{"indent": 1, **dump_kw})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -129,7 +129,10 @@ def iter_frames(
         tb = stream.time_base
         start_pts = stream.start_time or 0
         if start > 0 and tb:
-            container.seek(int(start / tb) + start_pts, stream=stream, backward=True, any_frame=False)
+            try:
+                container.seek(int(start / tb) + start_pts, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError as e:
+                raise VideoError(f"{path}: cannot seek to {start:.0f}s ({_av_error_text(e)})") from None
         targets = sampling.timestamps(start, end) if sampling.mode == "fps" else None
         ti = 0
         dims = None

@@ -54,10 +54,11 @@ def resolve_model(model_id: str):
         info = load_model_info(wanted)
         if info.model_id == model_id:
             return info
-    found = [m for m in installed_models() if m.model_id == model_id]
+    installed = installed_models()
+    found = [m for m in installed if m.model_id == model_id]
     if found:
         return found[0]
-    have = ", ".join(m.model_id for m in installed_models()) or "none"
+    have = ", ".join(m.model_id for m in installed) or "none"
     raise ModelError(
         f"worker {socket.gethostname()} has no model {model_id} (installed: {have}); "
         f"copy the submitter's model directory into {models_dir()} and re-run the ingest"

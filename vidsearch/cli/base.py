@@ -51,6 +51,9 @@ def handle_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except VidsearchError as e:
             raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        except OSError as e:  # a read-only index, a full disk, a missing directory
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted: everything written so far is kept; run the same command again to continue.", err=True)
             sys.exit(130)

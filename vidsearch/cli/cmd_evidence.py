@@ -1,7 +1,6 @@
 """`vidsearch export`: an evidence directory (thumbnails, clips, HTML report, hashed manifest) for a result set."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -35,21 +34,13 @@ def evidence_cmd(ctx, results, out_dir, model, providers, no_clips, reencode, pa
     vidsearch query "red car" --json > hits.json && vidsearch export hits.json --out evidence/
     """
     from ..errors import VidsearchError
-    from ..evidence import export_evidence, load_results, score_series
+    from ..evidence import catalog_context, export_evidence, load_results, score_series
     from ..store import IndexStore
 
     data = load_results(results, stdin=sys.stdin)
     store = IndexStore(ctx.index)
-    model_meta: dict = {}
-    videos: dict = {}
+    model_meta, videos = catalog_context(store, data["model_id"])
     series = None
-    if store.catalog_path.exists():
-        with store.catalog(read_only=True) as cat:
-            rows = cat.con.execute("SELECT name, info FROM models WHERE model_id = ?", [data["model_id"]]).fetchall()
-            if rows:
-                model_meta = {"name": rows[0][0], **json.loads(rows[0][1] or "{}")}
-            for vid, dur, ct in cat.con.execute("SELECT video_id, duration, creation_time FROM videos").fetchall():
-                videos[vid] = {"duration": dur, "creation_time": ct}
     try:
         from ..encoder import Encoder
         from ..search import installed_model

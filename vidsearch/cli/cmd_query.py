@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..search import load_frame_index, pick_model, text_query
+from ..search import load_frame_index, parse_when, pick_model, text_query
 from ..store import IndexStore
 from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
@@ -42,6 +42,7 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
 
     if not text and not text_in_frame and not images:
         raise click.UsageError('say what to look for: vidsearch query "person in a red jacket" and/or --text-in-frame "EXIT"')
+    after, before = parse_when(after), parse_when(before)  # a mistyped time fails before any model loads
     store = IndexStore(ctx.index)
     in_frame = None
     if text_in_frame:

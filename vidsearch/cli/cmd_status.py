@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import IndexError_
 from ..store import IndexStore
 from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 
@@ -15,6 +16,8 @@ from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 def status_cmd(ctx, per_video, as_json):
     """Summarise the index: videos, hours, frames, chunks pending / done / failed, failures."""
     store = IndexStore(ctx.index)
+    if not store.exists():
+        raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
     with store.catalog() as cat:
         cat.sync()  # workers may have written shards since the last look
         summary = cat.summary()
