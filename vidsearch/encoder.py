@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import first_line, ModelError
 from .model import IMAGE_FILE, IMAGE_INPUT, TEXT_FILE, TEXT_INPUT, ModelInfo, load_model_info
 from .providers import (
     TENSORRT,
@@ -90,7 +90,7 @@ class Encoder:
             with stdout_to_stderr():
                 sess = ort.InferenceSession(str(path), sess_options=opts, providers=plan.entries)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise ModelError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
+            raise ModelError(f"cannot load {path}: {first_line(e)}") from None
         got = providers_in_use(sess)
         active = check_session_providers(plan, got, what=f"{self.info.name} {tower} encoder")
         log.info("%s: asked for %s, running on %s", fname, plan.names, got)

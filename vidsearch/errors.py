@@ -30,10 +30,15 @@ class TransientError(VidsearchError):
     """Worth retrying: I/O hiccups, an unreachable broker."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message, or its type name when it has none."""
+    msg = str(e).strip().splitlines()
+    return msg[0] if msg else type(e).__name__
+
+
 def one_line(e: BaseException) -> str:
     """A single line describing ``e`` (for logs and failure records)."""
-    msg = str(e).strip().splitlines()
-    text = msg[0] if msg else type(e).__name__
+    text = first_line(e)
     if not isinstance(e, VidsearchError):
         text = f"{type(e).__name__}: {text}"
     return text

@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import __version__
-from .errors import UserError, VideoError
+from .errors import first_line, UserError, VideoError
 from .model import IMAGE_FILE, TEXT_FILE, sha256_file
 from .ranges import smooth
 
@@ -153,13 +153,13 @@ def cut_clip(src: str, start: float, end: float, target: Path, copy: bool = True
         try:
             return _copy_clip(src, start, end, target)
         except (av.FFmpegError, ValueError, OSError, TypeError, VideoError) as e:
-            log.warning("%s: stream copy of %.1f-%.1fs failed (%s); re-encoding", src, start, end, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            log.warning("%s: stream copy of %.1f-%.1fs failed (%s); re-encoding", src, start, end, first_line(e))
             target.unlink(missing_ok=True)
     try:
         return _reencode_clip(src, start, end, target)
     except (av.FFmpegError, ValueError, OSError) as e:
         target.unlink(missing_ok=True)
-        raise VideoError(f"{src}: cannot cut {start:.1f}-{end:.1f}s ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise VideoError(f"{src}: cannot cut {start:.1f}-{end:.1f}s ({first_line(e)})") from None
 
 
 def _copy_clip(src: str, start: float, end: float, target: Path) -> Clip:

@@ -360,7 +360,7 @@ def export_open_clip(
 
     from .model import load_model_info
 
-    final = load_model_info(out, verify=True)
+    final = load_model_info(out)  # write_model_dir hashed the files we just wrote
     say(f"wrote {out} ({final.model_id}, dim {final.dim}, image size {final.image_size})")
     return final
 

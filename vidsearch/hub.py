@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from . import __version__
-from .errors import ModelError, TransientError
+from .errors import first_line, ModelError, TransientError
 from .model import (
     CLIP_MEAN,
     CLIP_STD,
@@ -593,7 +593,7 @@ def _batch_ok(path: Path, name: str, x: np.ndarray) -> tuple[bool, np.ndarray | 
         both = _run(path, name, x)
         ones = np.concatenate([_run(path, name, x[i : i + 1]) for i in range(len(x))])
     except Exception as e:  # onnxruntime raises its own types
-        return False, None, str(e).splitlines()[0] if str(e) else type(e).__name__
+        return False, None, first_line(e)
     if both.shape != ones.shape or both.ndim != 2:
         return False, None, f"output shape {both.shape} for a batch of {len(x)}"
     if not np.all(np.isfinite(both)):
@@ -613,7 +613,7 @@ def _convert_tower(src: Path, dest: Path, kind: str, sample: np.ndarray, pad_id:
     try:
         model = onnx.load(str(src), load_external_data=True)
     except Exception as e:
-        raise ModelError(f"{label} is not a loadable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ModelError(f"{label} is not a loadable ONNX model ({first_line(e)})") from None
     try:
         tower = _Tower(model, kind, pad_id)
     except ValueError as e:
@@ -663,7 +663,7 @@ def _pad_id(textual: Path, tok_file: Path, pad_token: str | None) -> int:
     try:
         tok = Tokenizer.from_file(str(tok_file))
     except Exception as e:
-        raise ModelError(f"{tok_file} is not a tokenizers file ({str(e).splitlines()[0]})") from None
+        raise ModelError(f"{tok_file} is not a tokenizers file ({first_line(e)})") from None
     if pad_token is None:
         for cfg in ("tokenizer_config.json", "special_tokens_map.json"):
             pad_token = _token_str(_read_json(textual / cfg).get("pad_token"))
@@ -740,7 +740,7 @@ def convert_upstream(
 
         text_inputs = _graph_inputs(onnx.load(str(textual), load_external_data=False).graph)
     except Exception as e:
-        raise ModelError(f"textual/model.onnx is not a loadable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ModelError(f"textual/model.onnx is not a loadable ONNX model ({first_line(e)})") from None
     mask_inputs = [i for i in text_inputs if "mask" in i.name.lower()]
     ids_inputs = [i for i in text_inputs if "mask" not in i.name.lower()]
     if not ids_inputs:
@@ -863,7 +863,7 @@ def _external_locations(onnx_path: Path) -> list[str]:
     try:
         m = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as e:
-        raise ModelError(f"{onnx_path.name} is not a loadable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ModelError(f"{onnx_path.name} is not a loadable ONNX model ({first_line(e)})") from None
     locs: set[str] = set()
     tensors = list(m.graph.initializer)
     for node in m.graph.node:
@@ -957,7 +957,7 @@ def pull(
             "pinned": all(v["pinned"] for v in fetched.values()),
         }
         convert_upstream(cache, staging, name=name, hints=entry, source=source)
-        load_model_info(staging, verify=True)
+        load_model_info(staging)  # the contract check; the hashes were just computed by the conversion
         _install_dir(staging, name, force=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -48,6 +48,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import first_line
 from .store import IndexStore, _write_json_atomic, model_slug
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def _f16_session():
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 _session = ort.InferenceSession(F16_MATMUL_ONNX, sess_options=opts, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001 - numpy below is correct, only slower
-                log.warning("float16 scoring falls back to numpy (%s)", str(e).splitlines()[0] if str(e) else e)
+                log.warning("float16 scoring falls back to numpy (%s)", first_line(e))
                 _session = False
         return _session or None
 
@@ -420,7 +421,7 @@ class MatrixCache:
                         t = pq.ParquetFile(src).read(columns=["pts", "embedding"], use_threads=False)
                 except (OSError, ValueError) as e:
                     # a marker without a readable shard: leave it out (listed again when its directory changes)
-                    log.warning("search matrix: skipping %s (%s)", d / name, str(e).splitlines()[0] if str(e) else e)
+                    log.warning("search matrix: skipping %s (%s)", d / name, first_line(e))
                     continue
                 n = t.num_rows
                 code = -1

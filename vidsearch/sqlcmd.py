@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexError_, ModelError, UserError, VidsearchError
+from .errors import first_line, IndexError_, ModelError, UserError, VidsearchError
 from .model import ModelInfo
 from .search import installed_model
 from .store import IndexStore
@@ -84,7 +84,7 @@ class SqlSession:
             self.con = duckdb.connect(str(store.catalog_path), read_only=True)
         except duckdb.Error as e:
             raise IndexError_(
-                f"cannot open {store.catalog_path}: {str(e).splitlines()[0]} (is an ingest running? try again when it ends)"
+                f"cannot open {store.catalog_path}: {first_line(e)} (is an ingest running? try again when it ends)"
             ) from None
         self._requested = model
         self._providers = providers

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from .. import __version__
-from ..errors import VidsearchError
+from ..errors import first_line, VidsearchError
 from ..paths import default_index_dir
 
 
@@ -50,7 +50,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except VidsearchError as e:
-            raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+            raise click.ClickException(first_line(e)) from None
         except OSError as e:  # a read-only index, a full disk, a missing directory
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
