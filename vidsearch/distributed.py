@@ -14,11 +14,12 @@ redelivered after a crash rewrites its own shard under the same name, so rows ne
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .errors import TransientError, UserError, one_line
 from .ingest import Failure, IngestPlan, IngestReport, count_chunk
@@ -370,3 +371,28 @@ def _read_json(path) -> dict | None:
 def task_result(status: str, spec: ChunkSpec, **extra: Any) -> dict:
     """What a worker task returns (JSON): ``status`` is done, skipped or failed."""
     return {"status": status, "chunk_id": spec.chunk_id, "path": spec.path, "start": spec.start, "end": spec.end, **extra}
+
+
+@contextlib.contextmanager
+def crash_guard(store: IndexStore, spec: ChunkSpec, max_crashes: int) -> Iterator[None]:
+    """Count worker deaths on a chunk: a hidden ``.<chunk>.running`` file holds how many
+    deliveries of it started; any Python-level exit removes it, so only a process that died
+    (out of memory, a decoder crash, SIGKILL) leaves it behind. After ``max_crashes`` such
+    deaths the chunk is a poison chunk: :class:`UserError`, recorded and not requeued forever."""
+    crash = store.chunk_dir(spec) / f".{spec.name}.running"
+    crash.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        crashes = int(crash.read_text() or 0)
+    except (OSError, ValueError):
+        crashes = 0
+    if crashes >= max_crashes:
+        crash.unlink(missing_ok=True)
+        raise UserError(
+            f"{spec.path}: a worker died {crashes} times while embedding "
+            f"[{spec.start:.0f}-{spec.end:.0f}s] (out of memory or a decoder crash?)"
+        )
+    crash.write_text(str(crashes + 1))
+    try:
+        yield
+    finally:
+        crash.unlink(missing_ok=True)

@@ -21,11 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from vidsearch.distributed import TASK_NAME, broker_url, make_celery, task_result, visibility_timeout
+from vidsearch.distributed import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
 from vidsearch.errors import ModelError, TransientError, UserError, one_line
 from vidsearch.ingest import process_chunk
 from vidsearch.ocr_channel import is_ocr_channel
@@ -87,10 +86,6 @@ def resolve_index(task_root: str) -> IndexStore:
     return store
 
 
-def _crash_file(store: IndexStore, spec: ChunkSpec) -> Path:
-    return store.chunk_dir(spec) / f".{spec.name}.running"
-
-
 def _backoff(retries: int) -> float:
     # below the visibility timeout: a task waiting for its retry is held unacknowledged
     return min(2.0 ** (retries + 1), 60.0, visibility_timeout() / 4)
@@ -114,18 +109,7 @@ def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 3
         store = resolve_index(index_root)
         if store.is_done(spec):  # a redelivery or a re-submission: nothing to do
             return task_result("skipped", spec)
-        crash = _crash_file(store, spec)
-        crash.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            crashes = int(crash.read_text() or 0)
-        except (OSError, ValueError):
-            crashes = 0
-        if crashes >= MAX_CRASHES:
-            crash.unlink(missing_ok=True)
-            return _failed(store, spec, f"{spec.path}: a worker died {crashes} times while embedding "
-                                        f"[{spec.start:.0f}-{spec.end:.0f}s] (out of memory or a decoder crash?)")
-        crash.write_text(str(crashes + 1))
-        try:
+        with crash_guard(store, spec, MAX_CRASHES):
             if not os.path.exists(spec.path):
                 raise TransientError(
                     f"{spec.path}: not found on worker {socket.gethostname()} "
@@ -133,8 +117,6 @@ def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 3
                 )
             encoder = None if is_ocr_channel(spec.model_id) else get_encoder(spec.model_id)
             marker = process_chunk(spec, encoder, store, batch_size)
-        finally:
-            crash.unlink(missing_ok=True)  # any Python-level exit is not a crash
         return task_result("done", spec, frames=int(marker.get("frames", 0)), seconds=marker.get("seconds"))
     except UserError as e:  # corrupt video, missing model: recorded, not retried
         msg = str(e)
