@@ -43,7 +43,8 @@ import numpy as np
 from . import __version__
 from .errors import first_line, UserError, VideoError
 from .model import IMAGE_FILE, TEXT_FILE, sha256_file
-from .ranges import smooth
+from .ranges import format_ts, smooth
+from .thumbs import write_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +118,6 @@ def check_sources(ranges: Iterable[dict]) -> dict[str, SourceCheck]:
 
 
 # -- thumbnails ------------------------------------------------------------------------------
-def write_thumbnail(src: str, t: float, target: Path, max_side: int = 480) -> Path:
-    from PIL import Image
-
-    from .video import read_frame_at
-
-    img = read_frame_at(src, t, max_side=max_side)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(target, quality=90)
-    return target
-
-
 # -- clips -----------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Clip:
@@ -382,13 +372,6 @@ code { font-size: 12px; } .note { color: #666; font-size: 13px; }
 """
 
 
-def _fmt(t: float) -> str:
-    t = max(0.0, float(t))
-    h, rem = divmod(t, 3600)
-    m, s = divmod(rem, 60)
-    return f"{int(h)}:{int(m):02d}:{s:04.1f}"
-
-
 def render_report(manifest: dict, plots: dict[str, str]) -> str:
     e = html.escape
     q = manifest["query"]
@@ -428,16 +411,16 @@ def render_report(manifest: dict, plots: dict[str, str]) -> str:
         parts.append(plots.get(vid, ""))
         parts.append("<table><tr><th>#</th><th>start</th><th>end</th><th>duration</th><th>peak</th><th>score</th><th>thumbnail</th><th>clip</th></tr>")
         for r in sorted(rs, key=lambda r: r["start"]):
-            thumb = (f'<img class="thumb" src="{e(r["thumbnail"]["path"])}" alt="frame at {_fmt(r["peak_time"])}">'
+            thumb = (f'<img class="thumb" src="{e(r["thumbnail"]["path"])}" alt="frame at {format_ts(r["peak_time"])}">'
                      if r.get("thumbnail") else "-")
             clip = "-"
             if r.get("clip"):
                 c = r["clip"]
-                clip = f'<a href="{e(c["path"])}">{e(Path(c["path"]).name)}</a><br><span class="note">{e(c["method"])}, {_fmt(c["start"])}-{_fmt(c["end"])}</span>'
+                clip = f'<a href="{e(c["path"])}">{e(Path(c["path"]).name)}</a><br><span class="note">{e(c["method"])}, {format_ts(c["start"])}-{format_ts(c["end"])}</span>'
             score = f"{r['peak_score']:.3f}" if r.get("peak_score") is not None else "-"
             parts.append(
-                f"<tr><td>{r['rank']}</td><td>{_fmt(r['start'])}</td><td>{_fmt(r['end'])}</td><td>{r['end'] - r['start']:.1f}s</td>"
-                f"<td>{_fmt(r['peak_time'])}</td><td>{score}</td><td>{thumb}</td><td>{clip}</td></tr>"
+                f"<tr><td>{r['rank']}</td><td>{format_ts(r['start'])}</td><td>{format_ts(r['end'])}</td><td>{r['end'] - r['start']:.1f}s</td>"
+                f"<td>{format_ts(r['peak_time'])}</td><td>{score}</td><td>{thumb}</td><td>{clip}</td></tr>"
             )
         parts.append("</table></section>")
     parts.append("</body></html>")
@@ -541,7 +524,7 @@ def export_evidence(
             continue  # nothing to cut from
         name = _slug(r["video_id"], rank)
         try:
-            t = write_thumbnail(chk.path, float(r["peak_time"]), out / "thumbs" / f"{name}_{float(r['peak_time']):09.3f}.jpg")
+            t = write_thumbnail(chk.path, float(r["peak_time"]), out / "thumbs" / f"{name}_{float(r['peak_time']):09.3f}.jpg", quality=90)
             rel = t.relative_to(out).as_posix()
             r["thumbnail"] = {"path": rel, "sha256": sha256_file(t), "time": round(float(r["peak_time"]), 3)}
             files[rel] = r["thumbnail"]["sha256"]

@@ -151,3 +151,13 @@ def rank(ranges: Iterable[TimeRange], top: int | None = None) -> list[TimeRange]
     """Best first: by smoothed peak, then raw peak, then longer ranges, then earlier."""
     out = sorted(ranges, key=lambda r: (-r.score, -r.peak_score, -r.duration, r.video_id, r.start))
     return out if top is None else out[:top]
+
+
+def format_ts(seconds: float | None) -> str:
+    """Seconds as H:MM:SS.s (what an investigator types into a player)."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}"

@@ -14,10 +14,18 @@ def thumbnail_name(r: TimeRange) -> str:
     return f"{hashlib.sha256(r.video_id.encode()).hexdigest()[:10]}_{r.peak_time:010.3f}.jpg"
 
 
-def write_thumbnails(ranges: Iterable[TimeRange], out_dir: str | Path, max_side: int = 480) -> None:
-    """Write a JPEG at each range's peak time and set ``r.thumbnail``; unreadable sources are skipped."""
+def write_thumbnail(src: str, t: float, target: Path, max_side: int = 480, quality: int = 88) -> Path:
+    """A JPEG of the frame of ``src`` at ``t`` seconds. Raises VideoError."""
     from PIL import Image
 
+    img = read_frame_at(src, t, max_side=max_side)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(target, quality=quality)
+    return target
+
+
+def write_thumbnails(ranges: Iterable[TimeRange], out_dir: str | Path, max_side: int = 480) -> None:
+    """Write a JPEG at each range's peak time and set ``r.thumbnail``; unreadable sources are skipped."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for r in ranges:
@@ -26,8 +34,7 @@ def write_thumbnails(ranges: Iterable[TimeRange], out_dir: str | Path, max_side:
         target = out_dir / thumbnail_name(r)
         if not target.exists():
             try:
-                img = read_frame_at(r.path, r.peak_time, max_side=max_side)
+                write_thumbnail(r.path, r.peak_time, target, max_side=max_side)
             except VideoError:
                 continue
-            Image.fromarray(img).save(target, quality=88)
         r.thumbnail = str(target)

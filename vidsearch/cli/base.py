@@ -12,6 +12,7 @@ import click
 
 from .. import __version__
 from ..errors import first_line, VidsearchError
+from ..ranges import format_ts  # noqa: F401 - re-exported for the command modules
 from ..paths import default_index_dir
 
 
@@ -67,16 +68,6 @@ def json_option(fn: Callable) -> Callable:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
-
-
-def format_ts(seconds: float | None) -> str:
-    """Seconds as H:MM:SS.s (what an investigator types into a player)."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, float(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{int(h)}:{int(m):02d}:{s:04.1f}"
 
 
 def display_path(path: str | None) -> str:
