@@ -75,8 +75,8 @@ def test_ocr_channel_id_is_a_valid_slug():
 
 # --- end to end with the real models ----------------------------------------------------------
 
-SIGN = "sign.mp4"  # 20 s: a red scene 3-9 s; EMERGENCY EXIT 6-12 s; FRESH BREAD 14-18 s
-TYPO = "typo.mp4"  # 12 s: EMERGENCY EXLT (one wrong letter) 2-8 s
+SIGN = "sign.mp4"  # 20 s recorded from 08:00: a red scene 3-9 s; EMERGENCY EXIT 6-12 s; FRESH BREAD 14-18 s
+TYPO = "typo.mp4"  # 12 s, no creation time: EMERGENCY EXLT (one wrong letter) 2-8 s
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def _videos(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("ocr-archive")
     make_text_video(root / SIGN, [(6, 12, "EMERGENCY EXIT"), (14, 18, "FRESH BREAD")], duration=20,
-                    scenes=[(3, 9, "red")])
+                    scenes=[(3, 9, "red")], creation_time="2026-11-02T08:00:00Z")
     make_text_video(root / TYPO, [(2, 8, "EMERGENCY EXLT")], duration=12)
     return root
 
@@ -131,6 +131,14 @@ def test_ingest_ocr_and_query_text_in_frame(home, colour, _videos, runner):
     assert (SIGN, 14.0, 18.0) not in hits
     assert _query(runner, "--text-in-frame", "PHARMACY")["ranges"] == []
     assert _spans(_query(runner, "--text-in-frame", "EMERGENCY EXIT", "--video", "*typo*")) == [(TYPO, 2.0, 8.0)]
+    # recorded time: the sign was read at 08:00:06, :08, :09 and :10; typo.mp4 has no creation time
+    later = run_cli(runner, "query", "--text-in-frame", "EMERGENCY EXIT", "--after", "2026-11-02T08:00:07Z", "--json")
+    assert _spans(json.loads(later.stdout)) == [(SIGN, 8.0, 12.0)]
+    assert json.loads(later.stdout)["skipped_no_time"] == 1 and "1 video(s) left out" in later.stderr
+    assert _spans(_query(runner, "--text-in-frame", "EMERGENCY EXIT", "--before", "2026-11-02 08:00:07")) == [(SIGN, 6.0, 8.0)]
+    assert _query(runner, "--text-in-frame", "EMERGENCY EXIT", "--after", "2026-11-02T09:00:00Z")["ranges"] == []
+    refused = run_cli(runner, "query", "--text-in-frame", "EXIT", "--not", "blue", ok=False)
+    assert refused.exit_code == 2 and "give TEXT or --image too" in refused.output
 
     # visual and on-screen text together: only where both hold
     assert _spans(_query(runner, "red")) == [(SIGN, 3.0, 9.0)]

@@ -92,6 +92,25 @@ def test_rerun_does_nothing_and_new_files_are_incremental(home, colour, archive,
     assert spans(query(runner, "yellow")) == {("night.mp4", 2.0, 6.0)}
 
 
+def test_chunks_done_on_disk_but_not_in_the_catalog_are_recorded_by_the_next_run(home, colour, archive, runner):
+    """An ingest killed (SIGKILL, power loss) after writing markers, before it updated the catalog."""
+    first = report(ingest(runner, archive))
+    catalog = str(home / "index" / "catalog.duckdb")
+    con = duckdb.connect(catalog)
+    con.execute("UPDATE chunks SET status = 'pending', frames = NULL, shard = NULL")
+    con.execute("UPDATE files SET status = 'pending'")
+    con.close()
+    again = report(ingest(runner, archive))
+    assert again["chunks_done"] == 0 and again["chunks_skipped"] == first["chunks_done"]
+    con = duckdb.connect(catalog, read_only=True)
+    try:
+        assert con.execute("SELECT status, count(*), sum(frames) FROM chunks GROUP BY 1").fetchall() == [
+            ("done", first["chunks_done"], first["frames"])]
+        assert con.execute("SELECT DISTINCT status FROM files").fetchall() == [("indexed",)]
+    finally:
+        con.close()
+
+
 def test_moved_and_copied_files_are_recognised_by_content(home, colour, archive, runner):
     ingest(runner, archive)
     rows = frame_rows(home)

@@ -354,6 +354,24 @@ def test_doctor_json(tiny8, monkeypatch):
         assert "providers setting" in failed
 
 
+def test_doctor_reads_the_broker_from_config_and_option(home, monkeypatch):
+    from vidsearch.cli import cli
+    from vidsearch.paths import write_config
+
+    monkeypatch.delenv("VIDSEARCH_BROKER_URL", raising=False)
+    runner = CliRunner()
+    # config.json's broker_url, the one workers and submitters use too
+    write_config(broker_url=f"redis://127.0.0.1:{_closed_port()}/0")
+    d = json.loads(runner.invoke(cli, ["doctor", "--json", "--providers", "cpu"]).stdout)
+    assert d["broker"]["configured"] is True and d["broker"]["ok"] is False
+    assert d["broker"]["url"].startswith("redis://127.0.0.1:")
+    # --broker wins over config and env
+    monkeypatch.setenv("VIDSEARCH_BROKER_URL", "redis://127.0.0.1:1/0")
+    port = _closed_port()
+    d = json.loads(runner.invoke(cli, ["doctor", "--json", "--providers", "cpu", "--broker", f"redis://127.0.0.1:{port}/3"]).stdout)
+    assert d["broker"]["url"] == f"redis://127.0.0.1:{port}/3" and d["broker"]["ok"] is False
+
+
 def test_doctor_text_output(tiny8):
     from vidsearch.cli import cli
 

@@ -42,6 +42,23 @@ def test_chunk_id_is_stable_and_depends_on_settings():
     assert a.chunk_id == ChunkSpec("v" * 64, "/moved.mp4", 0, 60, "fps=1", "m@1").chunk_id
 
 
+def test_progress_counts_each_second_of_video_once_with_ocr():
+    from vidsearch.ingest import IngestPlan
+    from vidsearch.ocr_channel import OCR_CHANNEL, plan_ocr
+    from vidsearch.plan import plan_video
+
+    vid = "ab" * 32
+    image = plan_video(vid, "/a.mp4", 25.0, "m@1", Sampling(), 10)
+    ocr = plan_ocr(vid, "/a.mp4", 25.0, 10)
+    assert IngestPlan(image, 0, {}, {}, [], 1, []).seconds_todo == pytest.approx(25.0)
+    both = IngestPlan(image + ocr, 0, {}, {}, [], 1, [], [OCR_CHANNEL])
+    assert both.seconds_todo == pytest.approx(25.0)
+    # adding --ocr to an indexed archive: only the OCR chunks are left, each stands for its whole range
+    only_ocr = IngestPlan(ocr, 0, {}, {}, [], 1, [], [OCR_CHANNEL])
+    assert only_ocr.seconds_todo == pytest.approx(25.0) and only_ocr.video_seconds(ocr[0]) == pytest.approx(10.0)
+    assert both.video_seconds(ocr[0]) == both.video_seconds(image[0]) == pytest.approx(5.0)
+
+
 def test_video_names():
     assert is_video_name("a.MP4") and is_video_name("b.mkv") and is_video_name("c.ts")
     assert not is_video_name("notes.txt") and not is_video_name(".hidden.mp4") and not is_video_name("mp4")

@@ -39,11 +39,9 @@ BROKER_HINT = "pass --broker or set VIDSEARCH_BROKER_URL (e.g. redis://HOST:6379
 
 def broker_url(explicit: str | None = None) -> str:
     """The broker URL: ``explicit``, else ``$VIDSEARCH_BROKER_URL``, else ``broker_url`` in config.json."""
-    url = explicit or os.environ.get("VIDSEARCH_BROKER_URL")
-    if not url:
-        from .paths import read_config
+    from .paths import configured_broker_url
 
-        url = read_config().get("broker_url")
+    url = configured_broker_url(explicit)
     if not url:
         raise UserError(f"no Celery broker configured: {BROKER_HINT}")
     return url

@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import os
 import platform
 import socket
 import sys
@@ -153,10 +152,13 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-def _broker(timeout: float = 1.0) -> dict[str, Any]:
-    url = os.environ.get("VIDSEARCH_BROKER_URL")
+def _broker(explicit: str | None = None, timeout: float = 1.0) -> dict[str, Any]:
+    from .paths import configured_broker_url
+
+    url = configured_broker_url(explicit)
     if not url:
-        return {"configured": False, "ok": None, "detail": "not configured (VIDSEARCH_BROKER_URL unset)"}
+        return {"configured": False, "ok": None,
+                "detail": "not configured (no --broker, VIDSEARCH_BROKER_URL or broker_url in config.json)"}
     out: dict[str, Any] = {"configured": True, "url": redact_url(url), "ok": False}
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("redis", "rediss", "unix"):
@@ -187,7 +189,8 @@ def _broker(timeout: float = 1.0) -> dict[str, Any]:
     return out
 
 
-def collect(model: str | None = None, providers: str | None = None, warm: bool = False) -> dict[str, Any]:
+def collect(model: str | None = None, providers: str | None = None, warm: bool = False,
+            broker: str | None = None) -> dict[str, Any]:
     """Everything ``vidsearch doctor`` reports, as plain JSON-able data.
 
     ``providers`` is the choice to check (None: env ``VIDSEARCH_PROVIDERS``, config, else auto).
@@ -206,7 +209,7 @@ def collect(model: str | None = None, providers: str | None = None, warm: bool =
         "av": _av(),
         "duckdb": _duckdb(),
         "model": model_report,
-        "broker": _broker(),
+        "broker": _broker(broker),
     }
     if warm:
         report["warmup"] = warmup(model, providers) if model_report["ok"] else {"ok": False, "error": "no usable model"}

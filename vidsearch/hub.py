@@ -1042,11 +1042,12 @@ def import_model(
             root = _find_model_root(root)
         out = staging / "model"
         if (root / META_FILE).is_file():
-            try:
-                probe = load_model_info(root, verify=True)
-            except ModelError as e:
-                raise ModelError(f"{src}: {e}") from None
+            # verify the copy (what gets installed), once: the hashes are read after copying
             shutil.copytree(root, out)
+            try:
+                probe = load_model_info(out, verify=True)
+            except ModelError as e:
+                raise ModelError(f"{src}: {str(e).replace(str(out), str(root))}") from None
             install_name = _check_name(name or probe.name)
             source = {"kind": "import", "from": str(src)}
             old = _read_json(out / META_FILE).get("source")
@@ -1060,7 +1061,7 @@ def import_model(
                 if p.is_file():
                     files[str(p.relative_to(root))] = {"sha256": sha256_file(p), "pinned": False}
             convert_upstream(root, out, name=install_name, source={"kind": "import", "from": str(src), "files": files})
-        load_model_info(out, verify=True)
+            load_model_info(out)  # the contract check; the conversion just computed the hashes
         _install_dir(out, install_name, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

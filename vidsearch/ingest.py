@@ -7,7 +7,9 @@ channel's chunks, :mod:`vidsearch.ocr_channel`, go through the same path).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
 import logging
 import os
 import queue
@@ -55,10 +57,21 @@ class IngestPlan:
     files_seen: int
     stale: list[dict]  # done chunks of these videos planned with other settings (removed after success)
     channels: list[str] = dataclasses.field(default_factory=list)  # extra pseudo-models planned (OCR_CHANNEL)
+    #: planned chunks done on disk that the catalog does not have as done (an ingest killed before
+    #: it could record them, or workers that finished after their submitter left): synced at the end
+    unsynced: list[ChunkSpec] = dataclasses.field(default_factory=list)
+    _sharing: "collections.Counter | None" = dataclasses.field(default=None, repr=False, compare=False)
+
+    def video_seconds(self, spec: ChunkSpec) -> float:
+        """The seconds of video a chunk stands for in progress reports: its length, shared among the
+        chunks to do over the same range (with --ocr an image chunk and its OCR chunk count half each)."""
+        if self._sharing is None:
+            self._sharing = collections.Counter((s.video_id, s.start, s.end) for s in self.todo)
+        return (spec.end - spec.start) / max(1, self._sharing[(spec.video_id, spec.start, spec.end)])
 
     @property
     def seconds_todo(self) -> float:
-        return sum(s.end - s.start for s in self.todo)
+        return sum(self.video_seconds(s) for s in self.todo)
 
 
 @dataclasses.dataclass
@@ -114,64 +127,81 @@ def prepare(
 ) -> IngestPlan:
     """Everything that must happen before embedding; records failures and videos in the catalog."""
     paths, failures = scan(roots, exclude=[store.root])
-    sampling = options.sampling
     todo: list[ChunkSpec] = []
     skipped = 0
     videos: dict[str, str] = {}
     durations: dict[str, float] = {}
     stale: list[dict] = []
+    done_on_disk: list[ChunkSpec] = []
     channels = [OCR_CHANNEL] if options.ocr else []
     with store.catalog() as cat:
         cat.register_model(model.model_id, model.name, model.dim, model.to_json())
         for f in failures:
             cat.record_file(f.path, None, None, None, "failed", f.error)
-        done_by_video: dict[str, list[dict]] = {}
-        for mid in [model.model_id, *channels]:
-            for kind, rec in store.iter_records(mid):
-                if kind == "done":
-                    done_by_video.setdefault(rec["video_id"], []).append(rec)
-        for path in paths:
-            if on_file:
-                on_file(path)
-            spath = str(path)
-            try:
-                size, mtime_ns = file_signature(path)
-                video_id = cat.cached_video_id(spath, size, mtime_ns)
-                known = None
-                if video_id:
-                    row = cat.con.execute(
-                        "SELECT duration, width, height, fps, codec, creation_time FROM videos WHERE video_id = ?", [video_id]
-                    ).fetchone()
-                    if row:
-                        known = VideoInfo(spath, row[0], row[1], row[2], row[3], row[4], None, row[5])
-                info = known or probe(path)
-                video_id = video_id or sha256_file(path)
-            except VideoError as e:
-                failures.append(Failure(spath, str(e)))
-                cat.record_file(spath, *_sig_or_none(path), None, "failed", str(e))
-                continue
-            except OSError as e:
-                msg = f"{spath}: cannot read file ({e.strerror or e})"
-                failures.append(Failure(spath, msg))
-                cat.record_file(spath, None, None, None, "failed", msg)
-                continue
-            cat.upsert_video(video_id, info.to_dict(), size)
-            if video_id in videos:  # the same content at another path: index it once
-                cat.record_file(spath, size, mtime_ns, video_id, "duplicate", f"same content as {videos[video_id]}")
-                continue
-            videos[video_id] = spath
-            durations[video_id] = info.duration
-            specs = plan_video(video_id, spath, info.duration, model.model_id, sampling, options.chunk_s)
-            if options.ocr:
-                specs += plan_ocr(video_id, spath, info.duration, options.chunk_s)
-            planned = {s.chunk_id for s in specs}
-            stale.extend(r for r in done_by_video.get(video_id, []) if r["chunk_id"] not in planned)
-            pending = [s for s in specs if not store.is_done(s)]
-            skipped += len(specs) - len(pending)
-            todo.extend(pending)
-            cat.record_file(spath, size, mtime_ns, video_id, "pending" if pending else "indexed")
+        known = cat.known_files()
+        with cat.batch() as tick:  # set-wise writes every few seconds, not a statement per file
+            for path in paths:
+                tick()
+                if on_file:
+                    on_file(path)
+                spath = str(path)
+                try:
+                    video_id, info, size, mtime_ns = _identify(known, path)
+                except (VideoError, OSError) as e:
+                    msg = str(e) if isinstance(e, VideoError) else f"{spath}: cannot read file ({e.strerror or e})"
+                    failures.append(Failure(spath, msg))
+                    cat.record_file(spath, *_sig_or_none(path), None, "failed", msg)
+                    continue
+                cat.upsert_video(video_id, info.to_dict(), size)
+                if video_id in videos:  # the same content at another path: index it once
+                    cat.record_file(spath, size, mtime_ns, video_id, "duplicate", f"same content as {videos[video_id]}")
+                    continue
+                videos[video_id] = spath
+                durations[video_id] = info.duration
+                specs = plan_video(video_id, spath, info.duration, model.model_id, options.sampling, options.chunk_s)
+                if options.ocr:
+                    specs += plan_ocr(video_id, spath, info.duration, options.chunk_s)
+                done, old = _done_and_stale(store, video_id, specs, [model.model_id, *channels])
+                stale.extend(old)
+                pending = [s for s in specs if s.chunk_id not in done]
+                done_on_disk.extend(s for s in specs if s.chunk_id in done)
+                skipped += len(specs) - len(pending)
+                todo.extend(pending)
+                cat.record_file(spath, size, mtime_ns, video_id, "pending" if pending else "indexed")
         cat.mark_pending(todo)
-    return IngestPlan(todo, skipped, videos, durations, failures, len(paths), stale, channels)
+        in_catalog = cat.done_chunk_ids(videos) if done_on_disk else set()
+    unsynced = [s for s in done_on_disk if s.chunk_id not in in_catalog]
+    return IngestPlan(todo, skipped, videos, durations, failures, len(paths), stale, channels, unsynced)
+
+
+def _identify(known: dict[str, tuple], path: Path) -> tuple[str, VideoInfo, int, int]:
+    """(video_id, info, size, mtime_ns) of a file: from ``known`` (:meth:`Catalog.known_files`)
+    while its size and mtime are unchanged, else probed and hashed (content-hash skipping).
+    Raises :class:`VideoError` or :class:`OSError`."""
+    size, mtime_ns = file_signature(path)
+    row = known.get(str(path))
+    if row and row[0] == size and row[1] == mtime_ns:
+        video_id, duration, width, height, fps, codec, created = row[2:]
+        return video_id, VideoInfo(str(path), duration, width, height, fps, codec, None, created), size, mtime_ns
+    info = probe(path)  # first: a file that is no video fails here, before it is read whole
+    return sha256_file(path), info, size, mtime_ns
+
+
+def _done_and_stale(store: IndexStore, video_id: str, specs: Sequence[ChunkSpec], model_ids: Sequence[str]) -> tuple[set[str], list[dict]]:
+    """(chunk ids of ``specs`` already done, the done markers of this video's chunks that are not
+    planned now: done earlier with other settings). One directory listing per model."""
+    done: set[str] = set()
+    stale: list[dict] = []
+    for mid in model_ids:
+        mine = {s.name: s.chunk_id for s in specs if s.model_id == mid}
+        names = {n[: -len(".done")] for n in store.video_files(mid, video_id) if n.endswith(".done") and not n.startswith(".")}
+        done.update(mine[n] for n in names if n in mine)
+        for name in sorted(names - mine.keys()):
+            try:
+                stale.append(json.loads((store.video_dir(mid, video_id) / f"{name}.done").read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+    return done, stale
 
 
 def _sig_or_none(path: Path) -> tuple[int | None, int | None]:
@@ -296,8 +326,6 @@ def embed_chunk(
     """
     try:
         if store.is_done(spec):
-            import json
-
             return {**json.loads(store.marker_path(spec).read_text()), "skipped": True}
         if encoder.info.model_id != spec.model_id:
             raise UserError(f"chunk was planned for model {spec.model_id} but this worker runs {encoder.info.model_id}")
@@ -411,17 +439,8 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
     with store.catalog() as cat:
         if remove_stale:
             cat.con.executemany("DELETE FROM chunks WHERE chunk_id = ?", [[r["chunk_id"]] for r in plan.stale])
-        cat.sync()
-        for video_id, path in plan.videos.items():
-            status = cat.con.execute(
-                """SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'failed'),
-                          count(*) FILTER (WHERE status = 'pending'), any_value(error) FILTER (WHERE status = 'failed')
-                   FROM chunks WHERE video_id = ? AND list_contains(?, model_id)""",
-                [video_id, [report.model_id, *plan.channels]],
-            ).fetchone()
-            done, failed, pending, err = status
-            state = "pending" if pending else "indexed" if not failed else "partial" if done else "failed"
-            cat.con.execute("UPDATE files SET status = ?, error = ?, updated_at = now() WHERE path = ?", [state, err, path])
+        cat.sync([*plan.todo, *plan.unsynced])  # the markers this run (or a killed one) wrote, not the whole index
+        cat.settle_files(plan.videos, [report.model_id, *plan.channels])
     if complete and report.model_id:
         # bring the search matrix up to date now (new shards are appended) so the next query does not pay
         from .matrix import refresh as refresh_matrix

@@ -303,16 +303,20 @@ def text_ranges(
     semantic_threshold: float | None = None,
     max_errors: int | None = None,
     embedder=None,
+    after=None,
+    before=None,
 ):
     """Ranked ranges where on-screen text matches ``query`` (exact, fuzzy or by meaning).
 
     Returns a :class:`vidsearch.search.QueryResult` whose ranges are :class:`TextRange`.
-    ``semantic=False`` (or no sentence model installed) matches letters only.
+    ``semantic=False`` (or no sentence model installed) matches letters only. ``after`` /
+    ``before``: only frames recorded in ``[after, before)``, as in :func:`vidsearch.search.select_frames`
+    (videos whose file carries no creation time are left out and counted in ``skipped_no_time``).
     """
     import duckdb
 
     from . import textmatch as tm
-    from .search import QueryResult, _glob_match
+    from .search import QueryResult, _glob_match, parse_creation_time, parse_when, recorded_mask
 
     t0 = time.perf_counter()
     q = tm.prepare_query(query, max_errors=max_errors)
@@ -323,10 +327,24 @@ def text_ranges(
         raise IndexError_(f"the index at {store.root} has no on-screen text: run `vidsearch ingest DIR --ocr` first")
     threshold = tm.DEFAULT_SEMANTIC_THRESHOLD if semantic_threshold is None else float(semantic_threshold)
     with store.catalog(read_only=True) as cat:
-        paths = cat.video_paths()
-        durations = dict(cat.con.execute("SELECT video_id, duration FROM videos").fetchall())
+        videos = cat.con.execute("SELECT video_id, path, duration, creation_time FROM videos").fetchall()
+    paths = {v: p for v, p, _, _ in videos}
+    durations = {v: d for v, _, d, _ in videos}
     if video_glob:
         sampled = {v: p for v, p in sampled.items() if _glob_match(paths.get(v, ""), video_glob)}
+    skipped_no_time = 0
+    after, before = parse_when(after), parse_when(before)
+    if after is not None or before is not None:
+        created = {v: parse_creation_time(c) for v, _, _, c in videos}
+        kept: dict[str, list[float]] = {}
+        for vid, pts_list in sampled.items():
+            pts = np.asarray(pts_list, dtype=np.float64)
+            mask = recorded_mask(created.get(vid), pts, after, before)
+            if mask is None:
+                skipped_no_time += 1
+            elif mask.any():
+                kept[vid] = pts[mask].tolist()
+        sampled = kept
     con = duckdb.connect()
     try:
         src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
@@ -381,6 +399,7 @@ def text_ranges(
     return QueryResult(
         query=query, model_id=OCR_CHANNEL, semantics="ocr", threshold=threshold,
         frames_scanned=frames_scanned, ranges=rank(found, top), seconds=time.perf_counter() - t0,
+        skipped_no_time=skipped_no_time,
     )
 
 

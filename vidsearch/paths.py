@@ -43,6 +43,12 @@ def read_config() -> dict[str, Any]:
         return {}
 
 
+def configured_broker_url(explicit: str | None = None) -> str | None:
+    """The Celery broker URL: ``explicit``, else ``$VIDSEARCH_BROKER_URL``, else ``broker_url`` in
+    config.json, else None."""
+    return explicit or os.environ.get("VIDSEARCH_BROKER_URL") or read_config().get("broker_url") or None
+
+
 def write_config(**updates: Any) -> dict[str, Any]:
     cfg = read_config()
     cfg.update(updates)

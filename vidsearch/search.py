@@ -362,23 +362,31 @@ def select_frames(
     if after is not None or before is not None:
         kept = {}
         for c, g in groups.items():
-            t0 = created.get(index.videos[c])
-            if t0 is None:
+            mask = recorded_mask(created.get(index.videos[c]), index.pts[g], after, before)
+            if mask is None:
                 skipped += 1
-                continue
-            rec = np.array([(t0 - _EPOCH).total_seconds()]) + index.pts[g]
-            mask = np.ones(len(g), dtype=bool)
-            if after is not None:
-                mask &= rec >= (after - _EPOCH).total_seconds() - 1e-6
-            if before is not None:
-                mask &= rec < (before - _EPOCH).total_seconds() - 1e-6
-            if mask.any():
+            elif mask.any():
                 kept[c] = g[mask]
         groups = kept
     return FrameSelection(groups, paths, durations, created, skipped)
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def recorded_mask(created: _dt.datetime | None, pts: np.ndarray, after: _dt.datetime | None,
+                  before: _dt.datetime | None) -> np.ndarray | None:
+    """Which frames (times ``pts`` into a file created at ``created``) were recorded in
+    ``[after, before)`` (pure); None when the file carries no creation time."""
+    if created is None:
+        return None
+    rec = (created - _EPOCH).total_seconds() + np.asarray(pts, dtype=np.float64)
+    mask = np.ones(len(rec), dtype=bool)
+    if after is not None:
+        mask &= rec >= (after - _EPOCH).total_seconds() - 1e-6
+    if before is not None:
+        mask &= rec < (before - _EPOCH).total_seconds() - 1e-6
+    return mask
 
 
 @dataclasses.dataclass

@@ -15,12 +15,14 @@ refreshed from them (:meth:`Catalog.sync`) and can always be rebuilt.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -91,8 +93,11 @@ class IndexStore:
         self.catalog_path = self.root / CATALOG
 
     # -- paths -----------------------------------------------------------------------------
+    def video_dir(self, model_id: str, video_id: str) -> Path:
+        return self.shards_root / model_slug(model_id) / video_id[:2] / video_id
+
     def chunk_dir(self, spec: ChunkSpec) -> Path:
-        return self.shards_root / model_slug(spec.model_id) / spec.video_id[:2] / spec.video_id
+        return self.video_dir(spec.model_id, spec.video_id)
 
     def shard_path(self, spec: ChunkSpec) -> Path:
         return self.chunk_dir(spec) / f"{spec.name}.parquet"
@@ -204,6 +209,25 @@ class IndexStore:
                         rec["_dir"] = vid.path
                         yield kind, rec
 
+    def video_files(self, model_id: str, video_id: str) -> set[str]:
+        """Names of the files in one video's shard directory for ``model_id`` (one directory read)."""
+        try:
+            return {e.name for e in os.scandir(self.video_dir(model_id, video_id))}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+
+    def read_record(self, spec: ChunkSpec) -> tuple[str, dict] | None:
+        """``("done"|"failed", record)`` of one chunk from its marker (done wins); None while it has neither."""
+        for kind, path in (("done", self.marker_path(spec)), ("failed", self.failed_path(spec))):
+            try:
+                with open(path) as f:
+                    rec = json.load(f)
+            except (OSError, json.JSONDecodeError):
+                continue
+            rec["_dir"] = str(path.parent)
+            return kind, rec
+        return None
+
     def done_shards(self, model_id: str) -> list[Path]:
         out = []
         for kind, rec in self.iter_records(model_id):
@@ -222,6 +246,20 @@ class IndexStore:
 _DDL = (Path(__file__).parent / "data" / "catalog.sql").read_text()
 
 
+@functools.lru_cache(maxsize=None)
+def _batch_schema(table: str):
+    """The Arrow schema of the ``files`` / ``videos`` columns :meth:`Catalog.batch` writes, in table order."""
+    import pyarrow as pa
+
+    s, i64, i32, f64 = pa.string(), pa.int64(), pa.int32(), pa.float64()
+    cols = {
+        "files": [("path", s), ("size", i64), ("mtime_ns", i64), ("video_id", s), ("status", s), ("error", s)],
+        "videos": [("video_id", s), ("path", s), ("size", i64), ("duration", f64), ("width", i32), ("height", i32),
+                   ("fps", f64), ("codec", s), ("creation_time", s)],
+    }[table]
+    return pa.schema(cols)
+
+
 class Catalog:
     """The DuckDB catalog. Open it briefly (``with store.catalog() as cat:``): DuckDB allows one writer."""
 
@@ -230,6 +268,7 @@ class Catalog:
 
         self.store = store
         self.read_only = read_only
+        self._buffer: dict[str, dict] | None = None  # rows waiting to be written (see batch())
         if read_only and not store.catalog_path.exists():
             raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
         store.root.mkdir(parents=True, exist_ok=True)
@@ -252,26 +291,83 @@ class Catalog:
     def close(self) -> None:
         self.con.close()
 
+    @contextlib.contextmanager
+    def _registered(self, name: str, table) -> Iterator[None]:
+        """An Arrow table visible to SQL as ``name`` while the block runs."""
+        self.con.register(name, table)
+        try:
+            yield
+        finally:
+            self.con.unregister(name)
+
+    @contextlib.contextmanager
+    def batch(self, every_s: float = 2.0) -> Iterator[Callable[[], None]]:
+        """Buffer :meth:`record_file` and :meth:`upsert_video` and write them set-wise (a single-row
+        upsert costs DuckDB milliseconds; thousands of rows in one statement cost about as much).
+        Yields ``tick()``, to call after each file: it writes the buffer every ``every_s`` seconds,
+        so an interrupted scan keeps what it learnt. The rest is written on the way out, also on
+        Ctrl-C or an error (each row is a fact about one file: nothing half done)."""
+        self._buffer = {"files": {}, "videos": {}}
+        last = time.monotonic()
+
+        def tick() -> None:
+            nonlocal last
+            if time.monotonic() - last >= every_s:
+                self._flush()
+                last = time.monotonic()
+
+        try:
+            yield tick
+        finally:
+            try:
+                self._flush()
+            finally:
+                self._buffer = None
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        for table, rows in self._buffer.items():
+            if not rows:
+                continue
+            schema = _batch_schema(table)
+            with self._registered("_batch", pa.Table.from_pydict(dict(zip(schema.names, zip(*rows.values()))), schema=schema)):
+                if table == "files":
+                    self.con.execute("INSERT OR REPLACE INTO files SELECT *, now() FROM _batch")
+                else:
+                    self.con.execute(
+                        """INSERT INTO videos SELECT *, now(), now() FROM _batch
+                           ON CONFLICT (video_id) DO UPDATE SET path = excluded.path, last_seen = now()"""
+                    )
+            rows.clear()
+
     # -- files and videos -----------------------------------------------------------------
-    def cached_video_id(self, path: str, size: int, mtime_ns: int) -> str | None:
-        row = self.con.execute(
-            "SELECT video_id FROM files WHERE path = ? AND size = ? AND mtime_ns = ? AND video_id IS NOT NULL",
-            [path, size, mtime_ns],
-        ).fetchone()
-        return row[0] if row else None
+    def known_files(self) -> dict[str, tuple]:
+        """Every file the catalog has identified: ``path -> (size, mtime_ns, video_id, duration,
+        width, height, fps, codec, creation_time)``, so a re-run checks a file without a query."""
+        rows = self.con.execute(
+            """SELECT f.path, f.size, f.mtime_ns, v.video_id, v.duration, v.width, v.height, v.fps, v.codec, v.creation_time
+               FROM files f JOIN videos v USING (video_id)"""
+        ).fetchall()
+        return {r[0]: r[1:] for r in rows}
 
     def record_file(self, path: str, size: int | None, mtime_ns: int | None, video_id: str | None, status: str, error: str | None = None) -> None:
-        self.con.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, now())",
-            [path, size, mtime_ns, video_id, status, error],
-        )
+        row = (path, size, mtime_ns, video_id, status, error)
+        if self._buffer is not None:
+            self._buffer["files"][path] = row  # the last word on a path wins, as with single upserts
+            return
+        self.con.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, now())", list(row))
 
     def upsert_video(self, video_id: str, info: dict[str, Any], size: int) -> None:
+        row = (video_id, info["path"], size, info["duration"], info["width"], info["height"], info.get("fps"),
+               info.get("codec"), info.get("creation_time"))
+        if self._buffer is not None:
+            self._buffer["videos"][video_id] = row
+            return
         self.con.execute(
             """INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), now())
                ON CONFLICT (video_id) DO UPDATE SET path = excluded.path, last_seen = now()""",
-            [video_id, info["path"], size, info["duration"], info["width"], info["height"], info.get("fps"),
-             info.get("codec"), info.get("creation_time")],
+            list(row),
         )
 
     def register_model(self, model_id: str, name: str, dim: int, info: dict | None = None) -> None:
@@ -289,16 +385,59 @@ class Catalog:
                 rows,
             )
 
+    def done_chunk_ids(self, video_ids: Iterable[str]) -> set[str]:
+        """Chunks of these videos that the catalog has as done."""
+        import pyarrow as pa
+
+        with self._registered("_vids", pa.table({"video_id": pa.array(list(video_ids), pa.string())})):
+            return {c for (c,) in self.con.execute(
+                "SELECT chunk_id FROM chunks JOIN _vids USING (video_id) WHERE status = 'done'").fetchall()}
+
+    def settle_files(self, videos: dict[str, str], model_ids: Iterable[str]) -> None:
+        """Set each file's status from its video's chunks of ``model_ids``, in one statement:
+        pending while a chunk is, else indexed, partial (some failed) or failed (all failed);
+        ``videos``: video_id -> path."""
+        import pyarrow as pa
+
+        if not videos:
+            return
+        with self._registered("_settle", pa.table({"video_id": list(videos), "path": list(videos.values())})):
+            self.con.execute(
+                """UPDATE files SET status = s.state, error = s.err, updated_at = now()
+                   FROM (SELECT v.path,
+                                CASE WHEN coalesce(c.pending, 0) > 0 THEN 'pending'
+                                     WHEN coalesce(c.failed, 0) = 0 THEN 'indexed'
+                                     WHEN c.done > 0 THEN 'partial' ELSE 'failed' END AS state,
+                                c.err
+                         FROM _settle v LEFT JOIN (
+                             SELECT video_id, count(*) FILTER (WHERE status = 'done') AS done,
+                                    count(*) FILTER (WHERE status = 'failed') AS failed,
+                                    count(*) FILTER (WHERE status = 'pending') AS pending,
+                                    any_value(error) FILTER (WHERE status = 'failed') AS err
+                             FROM chunks WHERE list_contains(?, model_id) GROUP BY video_id
+                         ) c USING (video_id)) s
+                   WHERE files.path = s.path""",
+                [list(model_ids)],
+            )
+
     def video_paths(self) -> dict[str, str]:
         return dict(self.con.execute("SELECT video_id, path FROM videos").fetchall())
 
     # -- sync from shards -----------------------------------------------------------------
-    def sync(self) -> dict[str, int]:
-        """Refresh ``chunks`` from the markers on disk and (re)create the frames views."""
+    def sync(self, specs: Iterable[ChunkSpec] | None = None) -> dict[str, int]:
+        """Refresh ``chunks`` from the markers on disk and (re)create the frames views.
+
+        ``specs``: read only these chunks' markers (an ingest's own chunks; a chunk without a
+        marker yet keeps its row); None: every marker of the index (a full rebuild).
+        """
         import pyarrow as pa
 
+        if specs is None:
+            records: Iterable[tuple[str, dict]] = self.store.iter_records()
+        else:
+            records = (r for r in map(self.store.read_record, specs) if r is not None)
         rows: dict[str, tuple] = {}
-        for kind, r in self.store.iter_records():
+        for kind, r in records:
             cid = r["chunk_id"]
             if kind == "failed" and cid in rows:
                 continue  # a done marker wins over a stale failure
@@ -310,14 +449,12 @@ class Catalog:
         if rows:
             cols = list(zip(*rows.values()))
             names = ["chunk_id", "video_id", "model_id", "start_s", "end_s", "sampling", "status", "frames", "shard", "error"]
-            tbl = pa.table({n: list(c) for n, c in zip(names, cols)})
-            self.con.register("_markers", tbl)
-            self.con.execute(
-                """INSERT OR REPLACE INTO chunks
-                   SELECT chunk_id, video_id, model_id, start_s, end_s, sampling, status, frames::INTEGER, shard, error, now()
-                   FROM _markers"""
-            )
-            self.con.unregister("_markers")
+            with self._registered("_markers", pa.table({n: list(c) for n, c in zip(names, cols)})):
+                self.con.execute(
+                    """INSERT OR REPLACE INTO chunks
+                       SELECT chunk_id, video_id, model_id, start_s, end_s, sampling, status, frames::INTEGER, shard, error, now()
+                       FROM _markers"""
+                )
             for r in rows.values():
                 counts[r[6]] += 1
         self.refresh_views()

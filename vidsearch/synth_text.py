@@ -139,6 +139,7 @@ def make_text_video(
     crf: int = 20,
     background: tuple[int, int, int] = (70, 80, 100),
     scenes: Iterable[tuple[float, float, str | tuple[int, int, int]]] = (),
+    creation_time: str | None = None,
 ) -> Path:
     """Write an MP4 showing each segment's text while ``start <= t < end``; return its path.
 
@@ -147,6 +148,7 @@ def make_text_video(
     ``scenes``: ``(start_s, end_s, colour)``: while ``start <= t < end`` the background is that flat
     colour (a name from :data:`vidsearch.synth.COLOURS` or RGB 0..255), as :func:`vidsearch.synth.make_video`
     draws scenes, so the colours-only demo model can find them (a cut, for the OCR channel).
+    ``creation_time``: the container's creation time tag (ISO 8601), for --after/--before.
     """
     segs = [s if isinstance(s, TextSegment) else TextSegment(*s) for s in segments]
     w, h = size
@@ -175,7 +177,8 @@ def make_text_video(
     from .synth import X264_FAST, write_video
 
     options = {**X264_FAST, "crf": str(crf)} if codec == "libx264" else None
-    return write_video(path, frames(), size, fps, codec=codec, gop=gop, options=options)
+    meta = {"creation_time": creation_time} if creation_time else None
+    return write_video(path, frames(), size, fps, codec=codec, gop=gop, options=options, metadata=meta)
 
 
 def _scene_rgb(colour: str | Sequence[int]) -> np.ndarray:

@@ -20,16 +20,18 @@ from .base import cli, echo_json, handle_errors, json_option, print_table
     "--warmup", is_flag=True,
     help="Also run the model's image encoder once; with TensorRT this builds the engine into the cache.",
 )
+@click.option("--broker", default=None,
+              help="Celery broker URL to check (default: env VIDSEARCH_BROKER_URL, else broker_url in config.json).")
 @json_option
 @handle_errors
-def doctor(model: str | None, providers: str | None, warmup: bool, as_json: bool) -> None:
+def doctor(model: str | None, providers: str | None, warmup: bool, broker: str | None, as_json: bool) -> None:
     """Check versions, execution providers (by really running them), decoders, GPU, model and broker.
 
     Exits with status 1 when a check fails, so it can serve as a container health check.
     """
     from ..doctor import checks, collect
 
-    report = collect(model, providers, warm=warmup)
+    report = collect(model, providers, warm=warmup, broker=broker)
     rows = checks(report)
     report["checks"] = rows
     report["ok"] = all(r["status"] != "FAIL" for r in rows)

@@ -15,19 +15,22 @@ from .common import load_encoder, model_option, providers_option, semantics_warn
 
 def make_progress(quiet: bool):
     """A tqdm bar over seconds of video (silent with --quiet or when stderr is not a terminal)."""
-    state = {"bar": None}
+    state = {"bar": None, "plan": None, "done": 0.0}
 
     def on_plan(plan) -> None:
         if quiet or not sys.stderr.isatty() or not plan.todo:
             return
         from tqdm import tqdm
 
+        state["plan"] = plan
         state["bar"] = tqdm(total=round(plan.seconds_todo), unit="s", unit_scale=True, desc="indexing video", file=sys.stderr)
 
     def progress(spec, marker) -> None:
         bar = state["bar"]
         if bar is not None:
-            bar.update(round(spec.end - spec.start))
+            # with --ocr an image chunk and the OCR chunk of the same range count half each
+            state["done"] += state["plan"].video_seconds(spec)
+            bar.update(round(state["done"]) - bar.n)
             if marker is None:
                 bar.write(f"failed: {spec.path} [{spec.start:.0f}-{spec.end:.0f}s]", file=sys.stderr)
 

@@ -42,6 +42,9 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
 
     if not text and not text_in_frame and not images:
         raise click.UsageError('say what to look for: vidsearch query "person in a red jacket" and/or --text-in-frame "EXIT"')
+    visual = bool(text or images)
+    if negatives and not visual:
+        raise click.UsageError("--not steers a visual query away from something: give TEXT or --image too")
     after, before = parse_when(after), parse_when(before)  # a mistyped time fails before any model loads
     store = IndexStore(ctx.index)
     in_frame = None
@@ -49,11 +52,12 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
         from ..ocr_channel import text_ranges
 
         # with a visual query too, every text range may meet a visual one: rank after intersecting
-        visual = bool(text or images)
         in_frame = text_ranges(store, text_in_frame, top=None if visual else top,
-                               min_score=None if visual else min_score, video_glob=video_glob)
-    if not text and not images:
+                               min_score=None if visual else min_score, video_glob=video_glob,
+                               after=after, before=before)
+    if not visual:
         result = in_frame
+        skipped_note(result.skipped_no_time)
     else:
         info = pick_model(store, model)
         semantics_warning(info)
