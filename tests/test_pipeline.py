@@ -265,6 +265,24 @@ def test_status_summarises(home, colour, archive, runner):
     assert {Path(v["path"]).name: v["done"] for v in data["per_video"]} == {"morning.mp4": 4, "noon.mp4": 3, "evening.mp4": 3}
 
 
+def test_status_rereads_the_markers_it_needs(home, colour, archive, runner):
+    """status looks again at chunks not done yet; --rebuild (or a catalog without chunks) reads every marker."""
+    ingest(runner, archive)
+    catalog = home / "index" / "catalog.duckdb"
+
+    def chunks() -> dict:
+        return json.loads(run_cli(runner, "status", "--json").stdout)["chunks"]
+
+    con = duckdb.connect(str(catalog))
+    con.execute("UPDATE chunks SET status = 'pending' WHERE chunk_id IN (SELECT chunk_id FROM chunks LIMIT 2)").fetchall()
+    con.execute("DELETE FROM chunks WHERE chunk_id IN (SELECT chunk_id FROM chunks WHERE status = 'done' LIMIT 1)").fetchall()
+    con.close()
+    assert chunks() == {"done": 9, "pending": 0, "failed": 0}  # the pending two were done on disk
+    assert json.loads(run_cli(runner, "status", "--json", "--rebuild").stdout)["chunks"]["done"] == 10
+    catalog.unlink()  # a lost catalog: its chunks come back from the shards
+    assert chunks() == {"done": 10, "pending": 0, "failed": 0}
+
+
 def test_ctrl_c_keeps_finished_chunks_and_rerun_completes(home, colour, tmp_path):
     """A real SIGINT to a real `vidsearch ingest` process in the middle of the archive."""
     archive = tmp_path / "long"
@@ -326,3 +344,19 @@ def test_unwritable_index_is_a_one_line_error(home, colour, archive, runner, tmp
     assert result.exit_code == 1 and "Traceback" not in result.output
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ") and last.endswith("not-a-dir/index: Not a directory")
+
+
+def test_the_readme_demo_finds_what_it_says(home, runner, tmp_path, monkeypatch):
+    """`vidsearch demo` then ingest and query, as the README's first command runs them."""
+    from vidsearch.synth import DEMO_ARCHIVE
+
+    monkeypatch.chdir(tmp_path)
+    out = run_cli(runner, "demo").stdout
+    assert "installed model demo-colours@" in out and "vidsearch ingest vidsearch-demo/archive" in out
+    rep = report(run_cli(runner, "ingest", "vidsearch-demo/archive", "--json"))  # the demo made its model the default
+    assert rep["videos"] == 3 and rep["chunks_failed"] == 0
+    expected = {(Path(rel).name, s, e) for rel, (_, scenes) in DEMO_ARCHIVE.items() for s, e, c in scenes if c == "red"}
+    assert spans(query(runner, "red")) == expected == {("2026-11-02_0800.mp4", 20.0, 35.0), ("2026-11-02_0900.mp4", 40.0, 52.0)}
+    # every file carries the recording start its name says
+    assert spans(query(runner, "red", "--after", "2026-11-02T08:30:00Z")) == {("2026-11-02_0900.mp4", 40.0, 52.0)}
+    assert spans(query(runner, "red", "--before", "2026-11-02 08:00:30")) == {("2026-11-02_0800.mp4", 20.0, 30.0)}

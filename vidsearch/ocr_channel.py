@@ -292,6 +292,75 @@ def ocr_shards(store: IndexStore) -> tuple[list[str], dict[str, list[float]]]:
     return sorted(files), sampled
 
 
+@dataclasses.dataclass
+class OcrLines:
+    """Every recognised line of the index (row-aligned arrays), its text as a code into ``texts``
+    (the distinct texts, each once) and, when read, one sentence vector per distinct text."""
+
+    texts: list[str]
+    text_code: np.ndarray  # int32 [rows]
+    videos: list[str]
+    video_code: np.ndarray  # int32 [rows]
+    pts: np.ndarray  # float64 [rows]
+    confidence: np.ndarray  # float32 [rows]
+    boxes: np.ndarray  # float32 [rows, 4]
+    vectors: np.ndarray | None  # float32 [len(texts), TEXT_DIM]
+
+    def best_per_frame(self, scores: np.ndarray, kinds: np.ndarray) -> dict[tuple[str, float], tuple]:
+        """For every frame with a matching line: ``(video_id, pts) -> (score, text, kind, box)`` of
+        its best line (highest score, then highest OCR confidence)."""
+        row_score = np.asarray(scores, dtype=np.float64)[self.text_code] if len(self.text_code) else np.zeros(0)
+        hit = np.flatnonzero(row_score > 0)
+        if not len(hit):
+            return {}
+        order = hit[np.lexsort((-self.confidence[hit], -row_score[hit], self.pts[hit], self.video_code[hit]))]
+        best: dict[tuple[str, float], tuple] = {}
+        for r in order:
+            key = (self.videos[self.video_code[r]], float(self.pts[r]))
+            if key not in best:
+                t = int(self.text_code[r])
+                best[key] = (float(row_score[r]), self.texts[t], str(kinds[t]), [round(float(b), 5) for b in self.boxes[r]])
+        return best
+
+
+def _read_lines(files: Sequence[str], with_vectors: bool = True) -> OcrLines:
+    """The OCR shards' rows (only the columns needed; a sentence vector is kept for the first row
+    of each distinct text only). DuckDB reads the many small files in parallel; the rest is Arrow
+    and numpy (a GROUP BY over the vectors in SQL costs ~3x more)."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = ["video_id", "pts", "text", "confidence", "x0", "y0", "x1", "y1"] + (["text_embedding"] if with_vectors else [])
+    t = None
+    if files:
+        con = duckdb.connect()
+        try:
+            src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+            rel = con.sql(f"SELECT {', '.join(cols)} FROM {src}")
+            t = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        finally:
+            con.close()
+    if t is None or not t.num_rows:
+        return OcrLines([], np.zeros(0, np.int32), [], np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.float32),
+                        np.zeros((0, 4), np.float32), np.zeros((0, TEXT_DIM), np.float32) if with_vectors else None)
+
+    def encode(name: str) -> tuple[list[str], np.ndarray]:
+        d = pc.dictionary_encode(t.column(name).combine_chunks())
+        return d.dictionary.to_pylist(), d.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+
+    texts, text_code = encode("text")
+    videos, video_code = encode("video_id")
+    vectors = None
+    if with_vectors:
+        _, first = np.unique(text_code, return_index=True)  # codes are 0..len(texts)-1, all present
+        col = t.column("text_embedding").combine_chunks().take(pa.array(first))
+        vectors = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(texts), -1)
+    boxes = np.stack([t.column(c).to_numpy() for c in ("x0", "y0", "x1", "y1")], axis=1).astype(np.float32)
+    return OcrLines(texts, text_code, videos, video_code, t.column("pts").to_numpy().astype(np.float64),
+                    t.column("confidence").to_numpy().astype(np.float32), boxes, vectors)
+
+
 def text_ranges(
     store: IndexStore,
     query: str,
@@ -313,8 +382,6 @@ def text_ranges(
     ``before``: only frames recorded in ``[after, before)``, as in :func:`vidsearch.search.select_frames`
     (videos whose file carries no creation time are left out and counted in ``skipped_no_time``).
     """
-    import duckdb
-
     from . import textmatch as tm
     from .search import QueryResult, _glob_match, parse_creation_time, parse_when, recorded_mask
 
@@ -345,48 +412,27 @@ def text_ranges(
             elif mask.any():
                 kept[vid] = pts[mask].tolist()
         sampled = kept
-    con = duckdb.connect()
-    try:
-        src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
-        distinct: list[str] = []
-        if files:
-            distinct = [r[0] for r in con.execute(f"SELECT DISTINCT text FROM {src} ORDER BY text").fetchall()]
-        qvec = vecs = None
-        if semantic and distinct:
-            from .sentence import available
+    if semantic:
+        from .sentence import available
 
-            if available():  # else: letters only (the index may have been built on other machines)
-                emb = embedder or shared_embedder()
-                check_embedder(emb)
-                qvec = emb.encode([query])[0]
-                rel = con.sql(f"SELECT first(text_embedding) AS v FROM {src} GROUP BY text ORDER BY text")
-                table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
-                col = table.column("v").combine_chunks()
-                vecs = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(distinct), -1)
-        scores, kinds = tm.score_lines(q, distinct, query_vec=qvec, line_vecs=vecs, semantic_threshold=threshold)
-        hit = np.flatnonzero(scores > 0)
-        rows = []
-        if len(hit):
-            import pyarrow as pa
-
-            hits = pa.table({"text": [distinct[i] for i in hit], "score": scores[hit].astype(np.float64),
-                             "kind": [str(kinds[i]) for i in hit]})
-            con.register("hits", hits)
-            rows = con.execute(
-                f"""SELECT f.video_id, f.pts, f.text, h.score, h.kind, f.x0, f.y0, f.x1, f.y1
-                    FROM {src} f JOIN hits h USING (text)
-                    ORDER BY f.video_id, f.pts, h.score DESC, f.confidence DESC"""
-            ).fetchall()
-    finally:
-        con.close()
-    best: dict[tuple[str, float], tuple] = {}
-    for vid, t, text, score, kind, *box in rows:
-        best.setdefault((vid, float(t)), (score, text, kind, [round(float(b), 5) for b in box]))
+        semantic = available()  # else: letters only (the index may have been built on other machines)
+    lines = _read_lines(files, with_vectors=semantic)
+    qvec = None
+    if semantic and lines.texts:
+        emb = embedder or shared_embedder()
+        check_embedder(emb)
+        qvec = emb.encode([query])[0]
+    scores, kinds = tm.score_lines(q, lines.texts, query_vec=qvec, line_vecs=lines.vectors if qvec is not None else None,
+                                   semantic_threshold=threshold)
+    best = lines.best_per_frame(scores, kinds)
+    hit_videos = {v for v, _ in best}
     found: list[TimeRange] = []
     frames_scanned = 0
     for vid, pts_list in sampled.items():
         pts = np.unique(np.asarray(pts_list, dtype=np.float64))
         frames_scanned += len(pts)
+        if vid not in hit_videos:
+            continue
         sc = np.asarray([best.get((vid, float(t)), (0.0,))[0] for t in pts], dtype=np.float64)
         if not (sc > 0).any():
             continue
@@ -394,7 +440,7 @@ def text_ranges(
             if min_score is not None and r.score < min_score:
                 continue
             score, text, kind, box = best[(vid, r.peak_time)]
-            found.append(TextRange(**dataclasses.asdict(r), text=text, match=kind, box=box))
+            found.append(TextRange(**vars(r), text=text, match=kind, box=box))
             found[-1].path = paths.get(vid)
     return QueryResult(
         query=query, model_id=OCR_CHANNEL, semantics="ocr", threshold=threshold,

@@ -385,6 +385,15 @@ class Catalog:
                 rows,
             )
 
+    def unsettled_specs(self) -> list[ChunkSpec]:
+        """Chunks the catalog does not have as done (pending, or failed and perhaps retried since):
+        the only ones whose markers can have changed behind its back."""
+        rows = self.con.execute(
+            """SELECT c.video_id, coalesce(v.path, ''), c.start_s, c.end_s, c.sampling, c.model_id
+               FROM chunks c LEFT JOIN videos v USING (video_id) WHERE c.status <> 'done'"""
+        ).fetchall()
+        return [ChunkSpec(*r) for r in rows]
+
     def done_chunk_ids(self, video_ids: Iterable[str]) -> set[str]:
         """Chunks of these videos that the catalog has as done."""
         import pyarrow as pa

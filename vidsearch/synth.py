@@ -108,6 +108,8 @@ def write_video(
 
 
 #: The demo archive: file name -> (duration, scenes). Times are what `vidsearch query` should find.
+#: Each file carries the creation time its name says (``2026-11-02_0900`` -> 2026-11-02T09:00:00Z),
+#: so ``--after/--before`` and the recorded times of ``events`` and ``export`` can be tried too.
 DEMO_ARCHIVE: dict[str, tuple[float, list[tuple[float, float, str]]]] = {
     "cam-lobby/2026-11-02_0800.mp4": (90.0, [(20.0, 35.0, "red"), (60.0, 70.0, "blue")]),
     "cam-lobby/2026-11-02_0900.mp4": (75.0, [(5.0, 12.0, "yellow"), (40.0, 52.0, "red")]),
@@ -115,9 +117,15 @@ DEMO_ARCHIVE: dict[str, tuple[float, list[tuple[float, float, str]]]] = {
 }
 
 
+def demo_creation_time(rel: str) -> str:
+    """The recording start a demo file's name says: ``cam-lobby/2026-11-02_0900.mp4`` -> ``2026-11-02T09:00:00Z``."""
+    day, hhmm = Path(rel).stem.split("_")
+    return f"{day}T{hhmm[:2]}:{hhmm[2:]}:00Z"
+
+
 def make_demo_archive(root: str | Path, size: tuple[int, int] = (320, 180)) -> list[Path]:
     root = Path(root)
     out = []
     for i, (rel, (duration, scenes)) in enumerate(sorted(DEMO_ARCHIVE.items())):
-        out.append(make_video(root / rel, duration, scenes, size=size, seed=i))
+        out.append(make_video(root / rel, duration, scenes, size=size, seed=i, creation_time=demo_creation_time(rel)))
     return out

@@ -45,9 +45,10 @@ def normalize_text(text: str) -> str:
     >>> normalize_text("  Emergency-exit!! ")
     'EMERGENCY EXIT'
     """
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).upper()
-    return _NON_ALNUM.sub(" ", text).strip()
+    if not text.isascii():  # ASCII (most OCR output) has nothing to decompose
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return _NON_ALNUM.sub(" ", text.upper()).strip()
 
 
 def compact(text: str) -> str:
@@ -111,26 +112,27 @@ def _as_query(query: str | TextQuery) -> TextQuery:
     return query if isinstance(query, TextQuery) else prepare_query(query)
 
 
-def exact_scores(query: str | TextQuery, lines: Sequence[str]) -> np.ndarray:
-    """Per line: 1.0 (on word boundaries), 0.95 (inside a word) or 0.0."""
+def exact_scores(query: str | TextQuery, lines: Sequence[str], *, norms: Sequence[str] | None = None) -> np.ndarray:
+    """Per line: 1.0 (on word boundaries), 0.95 (inside a word) or 0.0. ``norms``: the lines'
+    :func:`normalize_text` forms, when the caller has them already."""
     q = _as_query(query)
     out = np.zeros(len(lines), dtype=np.float32)
     if q.empty:
         return out
     bounded = re.compile(r"(?<![0-9A-Z])" + r"\s*".join(map(re.escape, q.compact)) + r"(?![0-9A-Z])")
-    for i, line in enumerate(lines):
-        norm = normalize_text(line)
+    for i, norm in enumerate(norms if norms is not None else map(normalize_text, lines)):
         if q.compact in norm.replace(" ", ""):
             out[i] = EXACT_SCORE if bounded.search(norm) else EXACT_IN_WORD_SCORE
     return out
 
 
-def fuzzy_scores(query: str | TextQuery, lines: Sequence[str], *, threshold: bool = True) -> np.ndarray:
+def fuzzy_scores(query: str | TextQuery, lines: Sequence[str], *, threshold: bool = True,
+                 norms: Sequence[str] | None = None) -> np.ndarray:
     """Per line: best-window similarity (0..1) of the folded query in the folded line.
 
     Lines shorter than the query are compared whole (so "EXIT" does not match "EMERGENCY EXIT").
     With ``threshold`` (default), scores under the query's fuzzy threshold become 0 and the
-    rest are capped at 0.94 so an exact match always ranks first.
+    rest are capped at 0.94 so an exact match always ranks first. ``norms`` as for :func:`exact_scores`.
     """
     from rapidfuzz import fuzz, process
 
@@ -138,7 +140,8 @@ def fuzzy_scores(query: str | TextQuery, lines: Sequence[str], *, threshold: boo
     out = np.zeros(len(lines), dtype=np.float32)
     if q.empty or not len(lines):
         return out
-    folded = [fold_confusables(compact(line)) for line in lines]
+    norms = norms if norms is not None else [normalize_text(line) for line in lines]
+    folded = [fold_confusables(n.replace(" ", "")) for n in norms]
     if q.max_errors <= 0:  # only confusable characters may differ
         hit = np.fromiter((q.folded in f for f in folded), dtype=bool, count=len(folded))
         return np.where(hit, FUZZY_CAP, 0.0).astype(np.float32)
@@ -154,8 +157,9 @@ def fuzzy_scores(query: str | TextQuery, lines: Sequence[str], *, threshold: boo
 def lexical_scores(query: str | TextQuery, lines: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(scores, kinds)``: exact where it matches, else fuzzy; kinds are "exact"/"fuzzy"/""."""
     q = _as_query(query)
-    ex = exact_scores(q, lines)
-    fz = fuzzy_scores(q, lines)
+    norms = [normalize_text(line) for line in lines]  # once, for both
+    ex = exact_scores(q, lines, norms=norms)
+    fz = fuzzy_scores(q, lines, norms=norms)
     scores = np.maximum(ex, fz)
     kinds = np.where(ex > 0, EXACT, np.where(fz > 0, FUZZY, "")).astype(object)
     return scores.astype(np.float32), kinds

@@ -21,7 +21,7 @@ def demo_cmd(out):
     `vidsearch model pull` / `model import` / `model export`.
     """
     from ..modelgen import colour_model, install_model
-    from ..synth import DEMO_ARCHIVE, make_demo_archive
+    from ..synth import DEMO_ARCHIVE, demo_creation_time, make_demo_archive
 
     files = make_demo_archive(out / "archive")
     info = install_model(colour_model, "demo-colours", models_dir())
@@ -30,7 +30,9 @@ def demo_cmd(out):
     click.echo(f"wrote {len(files)} videos under {out / 'archive'} and installed model {info.model_id}")
     for rel, (duration, scenes) in sorted(DEMO_ARCHIVE.items()):
         desc = ", ".join(f"{c} {s:.0f}-{e:.0f}s" for s, e, c in scenes)
-        click.echo(f"  {rel} ({duration:.0f}s): {desc}")
+        click.echo(f"  {rel} ({duration:.0f}s, recorded from {demo_creation_time(rel)}): {desc}")
     click.echo("next:")
     click.echo(f"  vidsearch ingest {out / 'archive'} --model demo-colours")
     click.echo('  vidsearch query "red" --model demo-colours')
+    click.echo('  vidsearch query "red" --after 2026-11-02T08:30:00Z     # by recorded time')
+    click.echo('  vidsearch events "red"                               # first seen, dwell time')

@@ -10,16 +10,22 @@ from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 
 @cli.command("status")
 @click.option("--videos", "per_video", is_flag=True, help="Also list chunks done / pending / failed per video.")
+@click.option("--rebuild", is_flag=True,
+              help="Re-read every chunk marker under shards/ (e.g. after copying shards in or deleting the "
+                   "catalog); by default only the chunks not yet done are looked at again.")
 @json_option
 @pass_ctx
 @handle_errors
-def status_cmd(ctx, per_video, as_json):
+def status_cmd(ctx, per_video, rebuild, as_json):
     """Summarise the index: videos, hours, frames, chunks pending / done / failed, failures."""
     store = IndexStore(ctx.index)
     if not store.exists():
         raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
     with store.catalog() as cat:
-        cat.sync()  # workers may have written shards since the last look
+        # workers may have finished (or retried) chunks since the last look; a catalog that knows
+        # no chunk at all (deleted, or shards copied in) is rebuilt from every marker
+        full = rebuild or not cat.con.execute("SELECT count(*) FROM chunks").fetchall()[0][0]
+        cat.sync(None if full else cat.unsettled_specs())
         summary = cat.summary()
     if not per_video and not as_json:
         summary.pop("per_video")
