@@ -360,3 +360,14 @@ def test_the_readme_demo_finds_what_it_says(home, runner, tmp_path, monkeypatch)
     # every file carries the recording start its name says
     assert spans(query(runner, "red", "--after", "2026-11-02T08:30:00Z")) == {("2026-11-02_0900.mp4", 40.0, 52.0)}
     assert spans(query(runner, "red", "--before", "2026-11-02 08:00:30")) == {("2026-11-02_0800.mp4", 20.0, 30.0)}
+
+
+@pytest.mark.parametrize("args", [
+    ["ingest", ".", "--fps", "0"], ["ingest", ".", "--fps", "-1"], ["ingest", ".", "--chunk", "0"],
+    ["ingest", ".", "--batch-size", "0"], ["query", "red", "--top", "0"], ["query", "red", "--smooth", "-1"],
+    ["query", "red", "--min-score", "2"], ["events", "red", "--min-duration", "-2"],
+    ["classify", "-l", "red", "-l", "blue", "--min-prob", "1.5"], ["sql", "SELECT 1", "--limit", "-1"],
+])
+def test_numbers_out_of_range_are_one_line_usage_errors(home, runner, args):
+    res = run_cli(runner, *args, ok=False)
+    assert res.exit_code == 2 and "Invalid value" in res.output and "Traceback" not in res.output

@@ -20,11 +20,11 @@ from .common import model_option, providers_option, semantics_warning
 @click.option("--video", "video_glob", default=None, help="Only videos whose path matches this glob.")
 @click.option("--after", default=None, metavar="TIME", help="Only frames recorded at or after TIME (ISO 8601, UTC by default).")
 @click.option("--before", default=None, metavar="TIME", help="Only frames recorded before TIME.")
-@click.option("--smooth", "smooth_s", type=float, default=3.0, show_default=True,
+@click.option("--smooth", "smooth_s", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="Smooth label probabilities over this many seconds before choosing.")
-@click.option("--min-prob", type=float, default=None,
+@click.option("--min-prob", type=click.FloatRange(0, 1), default=None,
               help='Frames whose best label has a lower probability are "uncertain".')
-@click.option("--min-segment", "min_segment_s", type=float, default=0.0, show_default=True,
+@click.option("--min-segment", "min_segment_s", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Merge label runs shorter than this many seconds into the run before them.")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="Output CSV: one row per segment.")

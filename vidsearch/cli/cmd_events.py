@@ -16,14 +16,14 @@ from .queryopts import refine_options, skipped_note
 @model_option
 @providers_option
 @click.option("--video", "video_glob", default=None, help="Only videos whose path matches this glob.")
-@click.option("--high", type=float, default=None,
+@click.option("--high", type=click.FloatRange(-1, 1), default=None,
               help="Smoothed score where an event begins (default: half-way from the median to the best score).")
-@click.option("--low", type=float, default=None,
+@click.option("--low", type=click.FloatRange(-1, 1), default=None,
               help="Smoothed score an event must stay above to continue (default: 40% of the way up).")
-@click.option("--smooth", "smooth_s", type=float, default=3.0, show_default=True, help="Smoothing window in seconds.")
-@click.option("--min-duration", "min_duration_s", type=float, default=0.0, show_default=True,
+@click.option("--smooth", "smooth_s", type=click.FloatRange(min=0), default=3.0, show_default=True, help="Smoothing window in seconds.")
+@click.option("--min-duration", "min_duration_s", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Drop events shorter than this many seconds.")
-@click.option("--max-gap", "max_gap_s", type=float, default=None,
+@click.option("--max-gap", "max_gap_s", type=click.FloatRange(min=0), default=None,
               help="Join events closer than this many seconds (default: two sample steps).")
 @click.option("--all", "show_all", is_flag=True, help="Also list videos without events (table output).")
 @refine_options

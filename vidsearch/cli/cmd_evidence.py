@@ -18,7 +18,7 @@ from .common import model_option, providers_option
 @providers_option
 @click.option("--no-clips", is_flag=True, help="Thumbnails, report and manifest only.")
 @click.option("--reencode", is_flag=True, help="Re-encode clips (frame-exact start) instead of stream copy.")
-@click.option("--pad", "pad_s", type=float, default=0.0, show_default=True, help="Seconds of context before and after each clip.")
+@click.option("--pad", "pad_s", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds of context before and after each clip.")
 @click.option("--allow-mismatch", is_flag=True,
               help="Export even when a source file changed since indexing (marked unverified in the manifest).")
 @json_option

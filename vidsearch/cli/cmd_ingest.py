@@ -45,10 +45,10 @@ def make_progress(quiet: bool):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_option
 @providers_option
-@click.option("--fps", type=float, default=1.0, show_default=True, help="Frames sampled per second of video.")
+@click.option("--fps", type=click.FloatRange(0, 120, min_open=True), default=1.0, show_default=True, help="Frames sampled per second of video.")
 @click.option("--keyframes", is_flag=True, help="Sample keyframes only (much faster; spacing follows the encoder's GOP).")
-@click.option("--chunk", "chunk_s", type=float, default=DEFAULT_CHUNK_S, show_default=True, help="Chunk length in seconds (the unit of work).")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Frames per inference batch.")
+@click.option("--chunk", "chunk_s", type=click.FloatRange(min=1), default=DEFAULT_CHUNK_S, show_default=True, help="Chunk length in seconds (the unit of work).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Frames per inference batch.")
 @click.option("--ocr", is_flag=True, help="Also read on-screen text (every 2 s and at scene cuts) for "
               "`query --text-in-frame`; needs the ocr extra (see docs/ocr.md).")
 @click.option("--backend", type=click.Choice(["local", "celery"]), default="local", show_default=True,

@@ -19,10 +19,10 @@ from .queryopts import refine_options, skipped_note
                    "With a visual TEXT too, only ranges where both hold.")
 @model_option
 @providers_option
-@click.option("-k", "--top", type=int, default=10, show_default=True, help="How many ranges to return.")
-@click.option("--min-score", type=float, default=None, help="Lowest smoothed cosine score that counts as a hit.")
+@click.option("-k", "--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many ranges to return.")
+@click.option("--min-score", type=click.FloatRange(-1, 1), default=None, help="Lowest smoothed cosine score that counts as a hit.")
 @click.option("--video", "video_glob", default=None, help="Only videos whose path matches this glob.")
-@click.option("--smooth", "smooth_s", type=float, default=3.0, show_default=True, help="Smoothing window in seconds.")
+@click.option("--smooth", "smooth_s", type=click.FloatRange(min=0), default=3.0, show_default=True, help="Smoothing window in seconds.")
 @click.option("--thumbnails", "thumbs", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write a JPEG of each range's peak frame into this directory.")
 @refine_options
@@ -40,6 +40,7 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
     """
     from ..encoder import Encoder
 
+    text = tuple(t for t in text if t.strip())
     if not text and not text_in_frame and not images:
         raise click.UsageError('say what to look for: vidsearch query "person in a red jacket" and/or --text-in-frame "EXIT"')
     visual = bool(text or images)

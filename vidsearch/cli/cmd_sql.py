@@ -27,7 +27,7 @@ def _cell(v, width: int = 60) -> str:
 @click.argument("query")
 @model_option
 @providers_option
-@click.option("--limit", type=int, default=None, help="Fetch at most this many rows.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Fetch at most this many rows.")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="Output CSV.")
 @pass_ctx

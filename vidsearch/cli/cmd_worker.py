@@ -14,7 +14,7 @@ from .base import cli, handle_errors, pass_ctx
 @cli.command("worker", context_settings={"ignore_unknown_options": True})
 @click.option("--broker", envvar="VIDSEARCH_BROKER_URL", default=None, help="Celery broker URL (env VIDSEARCH_BROKER_URL).")
 @click.option("-Q", "--queues", default="embed", show_default=True, help="Queues to consume (comma-separated).")
-@click.option("-c", "--concurrency", type=int, default=1, show_default=True,
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes (one per GPU; on CPU one process already uses every core).")
 @click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True,
               help="Celery pool (prefork: a crashed chunk takes down only its child process).")
