@@ -442,12 +442,15 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
         cat.sync([*plan.todo, *plan.unsynced])  # the markers this run (or a killed one) wrote, not the whole index
         cat.settle_files(plan.videos, [report.model_id, *plan.channels])
     if complete and report.model_id:
-        # bring the search matrix up to date now (new shards are appended) so the next query does not pay
+        # bring the query-side copies up to date now (only what changed) so the next query does not pay
+        from . import textcache
         from .matrix import refresh as refresh_matrix
 
         try:
             refresh_matrix(store, report.model_id)
-        except Exception as e:  # noqa: BLE001 - the query rebuilds it; the ingest itself succeeded
+            for channel in plan.channels:
+                textcache.refresh(store, channel)
+        except Exception as e:  # noqa: BLE001 - the query rebuilds them; the ingest itself succeeded
             log.warning("search matrix not updated (%s); the next query will update it", one_line(e))
 
 

@@ -179,6 +179,55 @@ def matrix_dir(store: IndexStore, model_id: str) -> Path:
     return store.root / MATRIX / model_slug(model_id)
 
 
+def scan_video_dirs(base: Path) -> dict[str, int]:
+    """``{"<vid[:2]>/<vid>": mtime_ns}`` of every video directory under one model's shards ``base``."""
+    out: dict[str, int] = {}
+    try:
+        prefixes = list(os.scandir(base))
+    except FileNotFoundError:
+        return out
+    for prefix in prefixes:
+        if not prefix.is_dir() or prefix.name.startswith("."):
+            continue
+        try:
+            vids = list(os.scandir(prefix.path))
+        except FileNotFoundError:
+            continue
+        for vid in vids:
+            if vid.name.startswith("."):
+                continue
+            try:
+                st = vid.stat()
+            except FileNotFoundError:
+                continue
+            if vid.is_dir():
+                out[f"{prefix.name}/{vid.name}"] = st.st_mtime_ns
+    return out
+
+
+def record_dirs(dirs: dict[str, int], scan_start: int) -> dict[str, int | None]:
+    """Directory mtimes as a cache records them: one modified within ``RACY_NS`` of the scan is
+    recorded as unknown (None), so it is looked at again next time."""
+    return {d: (None if mtime >= scan_start - RACY_NS else mtime) for d, mtime in dirs.items()}
+
+
+@contextlib.contextmanager
+def dir_lock(directory: Path) -> Iterator[None]:
+    """One writer at a time for a cache directory (``flock`` on ``<directory>/.lock``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock; one writer is the caller's business
+            yield
+            return
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -223,28 +272,7 @@ class MatrixCache:
 
     def scan_dirs(self) -> dict[str, int]:
         """``{"<vid[:2]>/<vid>": mtime_ns}`` of every video directory of this model's shards."""
-        out: dict[str, int] = {}
-        try:
-            prefixes = list(os.scandir(self.base))
-        except FileNotFoundError:
-            return out
-        for prefix in prefixes:
-            if not prefix.is_dir() or prefix.name.startswith("."):
-                continue
-            try:
-                vids = list(os.scandir(prefix.path))
-            except FileNotFoundError:
-                continue
-            for vid in vids:
-                if vid.name.startswith("."):
-                    continue
-                try:
-                    st = vid.stat()
-                except FileNotFoundError:
-                    continue
-                if vid.is_dir():
-                    out[f"{prefix.name}/{vid.name}"] = st.st_mtime_ns
-        return out
+        return scan_video_dirs(self.base)
 
     def is_fresh(self, manifest: dict | None, dirs: dict[str, int] | None = None) -> bool:
         if manifest is None or manifest.get("dtype") != self.dtype:
@@ -303,28 +331,13 @@ class MatrixCache:
         return FrameIndex(self.model_id, videos, codes, pts, emb, video_rows=rows_by_video)
 
     # -- writing ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a+") as f:
-            try:
-                import fcntl
-            except ImportError:  # Windows: no advisory lock; one writer is the caller's business
-                yield
-                return
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
     def refresh(self) -> dict:
         """Bring the matrix up to date with the done shards; returns the manifest."""
         manifest = self.read_manifest()
         if self.is_fresh(manifest):
             self.last_action = "fresh"
             return manifest
-        with self._lock():
+        with dir_lock(self.dir):
             manifest = self.read_manifest()  # another process may have just done it
             scan_start = time.time_ns()
             dirs = self.scan_dirs()
@@ -358,9 +371,6 @@ class MatrixCache:
             return json.loads((self.dir / manifest["shards_file"]).read_text())
         except (OSError, ValueError, KeyError):
             return None
-
-    def _record_dirs(self, dirs: dict[str, int], scan_start: int) -> dict[str, int | None]:
-        return {d: (None if mtime >= scan_start - RACY_NS else mtime) for d, mtime in dirs.items()}
 
     def _rebuild(self, dirs: dict[str, int], scan_start: int) -> dict:
         old = self.read_manifest()
@@ -458,7 +468,7 @@ class MatrixCache:
         _write_json_atomic(self.dir / shards_file, table, indent=None, separators=(",", ":"))
         out = {
             "format": FORMAT, "model_id": self.model_id, "dtype": dtype, "gen": gen, "rows": rows, "dim": dim,
-            "videos": videos, "segments": _segments(table), "dirs": self._record_dirs(dirs, scan_start),
+            "videos": videos, "segments": _segments(table), "dirs": record_dirs(dirs, scan_start),
             "shards_file": shards_file, "updated_at": time.time(),
         }
         _write_json_atomic(self.dir / MANIFEST, out, indent=None, separators=(",", ":"))

@@ -19,8 +19,9 @@ x0, y0, x1, y1, text_embedding``); the box is in fractions of the frame. Each di
 chunk is embedded once with the sentence embedder. The ``.done`` marker also lists the times of
 every frame read (``sampled``), so a query knows where text was *absent*.
 
-Query: every distinct text in the index is scored against the query (exact, fuzzy, semantic;
-:mod:`vidsearch.textmatch`), hits are mapped back to their frames, and each frame read covers
+Query: the lines and frames read come from a per-video copy of the shards
+(:mod:`vidsearch.textcache`, refreshed first); every distinct text is scored against the query
+once (exact, fuzzy, semantic; :mod:`vidsearch.textmatch`), hits are mapped back to their frames, and each frame read covers
 the time until the next frame read (at most 2 s): runs of hit frames become ranges, and hits
 at most two samples apart merge (one frame OCR misread does not split a range).
 """
@@ -280,18 +281,6 @@ def hit_ranges(
     return out
 
 
-def ocr_shards(store: IndexStore) -> tuple[list[str], dict[str, list[float]]]:
-    """Done OCR shard files, and every video's frames read (from the markers)."""
-    files: list[str] = []
-    sampled: dict[str, list[float]] = {}
-    for kind, rec in store.iter_records(OCR_CHANNEL):
-        if kind != "done":
-            continue
-        files.append(str(Path(rec["_dir"]) / rec["shard"]))
-        sampled.setdefault(rec["video_id"], []).extend(rec.get("sampled") or [])
-    return sorted(files), sampled
-
-
 @dataclasses.dataclass
 class OcrLines:
     """Every recognised line of the index (row-aligned arrays), its text as a code into ``texts``
@@ -323,42 +312,41 @@ class OcrLines:
         return best
 
 
-def _read_lines(files: Sequence[str], with_vectors: bool = True) -> OcrLines:
-    """The OCR shards' rows (only the columns needed; a sentence vector is kept for the first row
-    of each distinct text only). DuckDB reads the many small files in parallel; the rest is Arrow
-    and numpy (a GROUP BY over the vectors in SQL costs ~3x more)."""
-    import duckdb
+def _read_lines(files: dict[str, Path], with_vectors: bool = True) -> tuple[OcrLines, dict[str, list[float]]]:
+    """Every recognised line of these videos' cache files (:mod:`vidsearch.textcache`; only the
+    columns needed, a sentence vector for the first row of each distinct text only), and every
+    video's frames read."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    cols = ["video_id", "pts", "text", "confidence", "x0", "y0", "x1", "y1"] + (["text_embedding"] if with_vectors else [])
-    t = None
-    if files:
-        con = duckdb.connect()
-        try:
-            src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
-            rel = con.sql(f"SELECT {', '.join(cols)} FROM {src}")
-            t = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
-        finally:
-            con.close()
-    if t is None or not t.num_rows:
-        return OcrLines([], np.zeros(0, np.int32), [], np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.float32),
-                        np.zeros((0, 4), np.float32), np.zeros((0, TEXT_DIM), np.float32) if with_vectors else None)
+    from . import textcache
 
-    def encode(name: str) -> tuple[list[str], np.ndarray]:
-        d = pc.dictionary_encode(t.column(name).combine_chunks())
-        return d.dictionary.to_pylist(), d.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-
-    texts, text_code = encode("text")
-    videos, video_code = encode("video_id")
+    cols = ["pts", "text", "confidence", "x0", "y0", "x1", "y1"] + (["text_embedding"] if with_vectors else [])
+    tables, videos, counts, sampled = [], [], [], {}
+    for vid, path in sorted(files.items()):
+        t, times = textcache.read(path, cols)
+        sampled[vid] = times
+        if t.num_rows:
+            tables.append(t)
+            videos.append(vid)
+            counts.append(t.num_rows)
+    if not tables:
+        empty = OcrLines([], np.zeros(0, np.int32), [], np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.float32),
+                         np.zeros((0, 4), np.float32), np.zeros((0, TEXT_DIM), np.float32) if with_vectors else None)
+        return empty, sampled
+    t = pa.concat_tables(tables)
+    d = pc.dictionary_encode(t.column("text").combine_chunks())
+    texts, text_code = d.dictionary.to_pylist(), d.indices.to_numpy(zero_copy_only=False).astype(np.int32)
     vectors = None
     if with_vectors:
         _, first = np.unique(text_code, return_index=True)  # codes are 0..len(texts)-1, all present
         col = t.column("text_embedding").combine_chunks().take(pa.array(first))
         vectors = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(texts), -1)
     boxes = np.stack([t.column(c).to_numpy() for c in ("x0", "y0", "x1", "y1")], axis=1).astype(np.float32)
-    return OcrLines(texts, text_code, videos, video_code, t.column("pts").to_numpy().astype(np.float64),
-                    t.column("confidence").to_numpy().astype(np.float32), boxes, vectors)
+    video_code = np.repeat(np.arange(len(videos), dtype=np.int32), counts)
+    lines = OcrLines(texts, text_code, videos, video_code, t.column("pts").to_numpy().astype(np.float64),
+                     t.column("confidence").to_numpy().astype(np.float32), boxes, vectors)
+    return lines, sampled
 
 
 def text_ranges(
@@ -382,15 +370,15 @@ def text_ranges(
     ``before``: only frames recorded in ``[after, before)``, as in :func:`vidsearch.search.select_frames`
     (videos whose file carries no creation time are left out and counted in ``skipped_no_time``).
     """
-    from . import textmatch as tm
+    from . import textcache, textmatch as tm
     from .search import QueryResult, _glob_match, parse_creation_time, parse_when, recorded_mask
 
     t0 = time.perf_counter()
     q = tm.prepare_query(query, max_errors=max_errors)
     if q.empty:
         raise UserError("empty --text-in-frame query: give the words to find, e.g. --text-in-frame \"EMERGENCY EXIT\"")
-    files, sampled = ocr_shards(store)
-    if not sampled:
+    files = textcache.refresh(store, OCR_CHANNEL)
+    if not files:
         raise IndexError_(f"the index at {store.root} has no on-screen text: run `vidsearch ingest DIR --ocr` first")
     threshold = tm.DEFAULT_SEMANTIC_THRESHOLD if semantic_threshold is None else float(semantic_threshold)
     with store.catalog(read_only=True) as cat:
@@ -398,7 +386,12 @@ def text_ranges(
     paths = {v: p for v, p, _, _ in videos}
     durations = {v: d for v, _, d, _ in videos}
     if video_glob:
-        sampled = {v: p for v, p in sampled.items() if _glob_match(paths.get(v, ""), video_glob)}
+        files = {v: p for v, p in files.items() if _glob_match(paths.get(v, ""), video_glob)}
+    if semantic:
+        from .sentence import available
+
+        semantic = available()  # else: letters only (the index may have been built on other machines)
+    lines, sampled = _read_lines(files, with_vectors=semantic)
     skipped_no_time = 0
     after, before = parse_when(after), parse_when(before)
     if after is not None or before is not None:
@@ -412,11 +405,6 @@ def text_ranges(
             elif mask.any():
                 kept[vid] = pts[mask].tolist()
         sampled = kept
-    if semantic:
-        from .sentence import available
-
-        semantic = available()  # else: letters only (the index may have been built on other machines)
-    lines = _read_lines(files, with_vectors=semantic)
     qvec = None
     if semantic and lines.texts:
         emb = embedder or shared_embedder()

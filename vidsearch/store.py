@@ -6,6 +6,7 @@ Index directory layout::
     shards/<model>/<vid[:2]>/<vid>/<chunk>.parquet   one shard per chunk: the embeddings
     shards/<model>/<vid[:2]>/<vid>/<chunk>.done      marker, written after the shard (JSON)
     shards/<model>/<vid[:2]>/<vid>/<chunk>.failed    why the chunk failed (JSON), if it did
+    matrix/<model>/                              query-side copies (vidsearch.matrix, vidsearch.textcache)
 
 A shard is written to a temporary name and renamed into place; only then is its ``.done``
 marker written. A chunk is done exactly when its marker exists, so an interrupted ingest

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from benchlib import best_of  # noqa: E402 - this directory is on sys.path when run as a script
 
 
 def log(msg: str) -> None:
@@ -39,15 +40,6 @@ def make_archive(root: Path, n: int, seconds: float) -> list[Path]:
             make_video(p, seconds, [(seconds / 3, seconds / 3 + 10, "red")], size=(64, 48), fps=1, seed=i)
         out.append(p)
     return out
-
-
-def best_of(n: int, fn) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(n):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def main(argv=None) -> int:
