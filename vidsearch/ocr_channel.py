@@ -21,9 +21,10 @@ every frame read (``sampled``), so a query knows where text was *absent*.
 
 Query: the lines and frames read come from a per-video copy of the shards
 (:mod:`vidsearch.textcache`, refreshed first); every distinct text is scored against the query
-once (exact, fuzzy, semantic; :mod:`vidsearch.textmatch`), hits are mapped back to their frames, and each frame read covers
-the time until the next frame read (at most 2 s): runs of hit frames become ranges, and hits
-at most two samples apart merge (one frame OCR misread does not split a range).
+once (exact, fuzzy, semantic; :mod:`vidsearch.textmatch`) and hits are mapped back to their
+frames. Each frame read covers the time until the next frame read (at most 2 s): runs of hit
+frames become ranges, and hits at most two samples apart merge (one frame OCR misread does not
+split a range).
 """
 from __future__ import annotations
 
