@@ -97,3 +97,23 @@ def test_a_marker_whose_shard_is_unreadable_is_left_out(store, caplog):
     shard.write_bytes(b"not parquet")
     assert spans(text_ranges(store, "EXIT", semantic=False)) == [("aaaa", 6.0, 10.0)]
     assert "skipping" in caplog.text
+
+
+def test_a_read_only_index_keeps_the_copy_in_temp_space(store, monkeypatch, tmp_path):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    real = textcache._refresh
+
+    def read_only(store_, channel, d):
+        if d == textcache.cache_dir(store_, channel):
+            raise PermissionError(13, "Permission denied", str(d))
+        return real(store_, channel, d)
+
+    monkeypatch.setattr(textcache, "_refresh", read_only)
+    assert spans(text_ranges(store, "EXIT", semantic=False)) == [("aaaa", 6.0, 10.0), ("bbbb", 10.0, 12.0)]
+    assert not textcache.cache_dir(store, OCR_CHANNEL).exists()
+    assert len(list(textcache.fallback_dir(store, OCR_CHANNEL).glob("*.arrow"))) == 2
+    assert str(textcache.fallback_dir(store, OCR_CHANNEL)).startswith(str(tmp_path / "tmp"))

@@ -15,10 +15,12 @@ marker changes its video directory's mtime, so a query stats the video directori
 the files of those that changed (a directory modified within ``RACY_NS`` of the scan is recorded
 as unknown and looked at again next time). A file is written to a temporary name and renamed;
 the manifest is written last. The shards stay the source of truth (and the ``frame_text`` view
-reads them); this directory can be deleted at any time.
+reads them); this directory can be deleted at any time. Where the index cannot be written (a
+read-only mount), the copy is kept in the user's temp space instead (:func:`fallback_dir`).
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -42,9 +44,31 @@ def cache_dir(store: IndexStore, channel: str) -> Path:
     return store.root / MATRIX / model_slug(channel)
 
 
+def fallback_dir(store: IndexStore, channel: str) -> Path:
+    """Where the copy goes when the index directory cannot be written (a read-only mount): a
+    directory of this user's temp space named after the index."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha256(str(store.root).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"vidsearch-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / key / model_slug(channel)
+
+
 def refresh(store: IndexStore, channel: str) -> dict[str, Path]:
-    """Bring the per-video files up to date with the channel's done shards: ``{video_id: file}``."""
-    d = cache_dir(store, channel)
+    """Bring the per-video files up to date with the channel's done shards: ``{video_id: file}``.
+
+    In the index's ``matrix/`` directory, or, where the index cannot be written, in
+    :func:`fallback_dir`."""
+    try:
+        return _refresh(store, channel, cache_dir(store, channel))
+    except OSError as e:
+        if not isinstance(e, PermissionError) and e.errno not in (errno.EROFS, errno.EACCES):
+            raise
+        log.info("on-screen text cache not writable (%s): keeping it in %s", e, fallback_dir(store, channel))
+    return _refresh(store, channel, fallback_dir(store, channel))
+
+
+def _refresh(store: IndexStore, channel: str, d: Path) -> dict[str, Path]:
     base = store.shards_root / model_slug(channel)
     manifest = _read_manifest(d)
     dirs = scan_video_dirs(base)
