@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import os
 import queue
@@ -25,7 +24,7 @@ from .model import ModelInfo, sha256_file
 from .ocr_channel import OCR_CHANNEL, is_ocr_channel, plan_ocr
 from .plan import DEFAULT_CHUNK_S, ChunkSpec, Sampling, is_video_name, plan_video
 from .preprocess import center_crop, to_tensor
-from .store import IndexStore
+from .store import IndexStore, read_marker
 from .video import VideoInfo, file_signature, iter_frames, probe
 
 log = logging.getLogger(__name__)
@@ -197,10 +196,9 @@ def _done_and_stale(store: IndexStore, video_id: str, specs: Sequence[ChunkSpec]
         names = {n[: -len(".done")] for n in store.video_files(mid, video_id) if n.endswith(".done") and not n.startswith(".")}
         done.update(mine[n] for n in names if n in mine)
         for name in sorted(names - mine.keys()):
-            try:
-                stale.append(json.loads((store.video_dir(mid, video_id) / f"{name}.done").read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue
+            rec = read_marker(store.video_dir(mid, video_id) / f"{name}.done")
+            if rec is not None:
+                stale.append(rec)
     return done, stale
 
 
@@ -325,8 +323,9 @@ def embed_chunk(
     (a truncated file), after recording it as failed.
     """
     try:
-        if store.is_done(spec):
-            return {**json.loads(store.marker_path(spec).read_text()), "skipped": True}
+        done = store.done_marker(spec)
+        if done is not None:
+            return {**done, "skipped": True}
         if encoder.info.model_id != spec.model_id:
             raise UserError(f"chunk was planned for model {spec.model_id} but this worker runs {encoder.info.model_id}")
         t0 = time.perf_counter()

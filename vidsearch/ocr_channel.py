@@ -175,10 +175,9 @@ def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cu
     """Read the text in one chunk's sampled frames, embed it and write the shard; returns the
     done marker. Skips a chunk already done. Raises :class:`VideoError` (after writing
     ``.failed``) for a chunk that yields no frame. ``cuts=False``: the 2 s grid only (benchmarks)."""
-    if store.is_done(spec):
-        import json
-
-        return {**json.loads(store.marker_path(spec).read_text()), "skipped": True}
+    done = store.done_marker(spec)
+    if done is not None:
+        return {**done, "skipped": True}
     if spec.model_id != OCR_CHANNEL:
         raise UserError(f"chunk was planned for {spec.model_id}, not the OCR channel {OCR_CHANNEL}; re-run the ingest")
     from .ingest import _prefetch

@@ -85,6 +85,17 @@ def _write_json_atomic(path: Path, data: Any, **dump_kw: Any) -> None:
         raise
 
 
+def read_marker(path: str | os.PathLike) -> dict | None:
+    """A ``.done`` / ``.failed`` marker as a dict; None when it is missing or unreadable (markers
+    are written atomically: an unreadable one was damaged on disk)."""
+    try:
+        with open(path) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 class IndexStore:
     """The shard side of an index directory (safe to use from many processes and machines)."""
 
@@ -202,10 +213,8 @@ class IndexStore:
                         kind = "done" if entry.name.endswith(".done") else "failed" if entry.name.endswith(".failed") else None
                         if kind is None or entry.name.startswith("."):
                             continue
-                        try:
-                            with open(entry.path) as f:
-                                rec = json.load(f)
-                        except (OSError, json.JSONDecodeError):
+                        rec = read_marker(entry.path)
+                        if rec is None:
                             continue
                         rec["_dir"] = vid.path
                         yield kind, rec
@@ -220,14 +229,15 @@ class IndexStore:
     def read_record(self, spec: ChunkSpec) -> tuple[str, dict] | None:
         """``("done"|"failed", record)`` of one chunk from its marker (done wins); None while it has neither."""
         for kind, path in (("done", self.marker_path(spec)), ("failed", self.failed_path(spec))):
-            try:
-                with open(path) as f:
-                    rec = json.load(f)
-            except (OSError, json.JSONDecodeError):
-                continue
-            rec["_dir"] = str(path.parent)
-            return kind, rec
+            rec = read_marker(path)
+            if rec is not None:
+                rec["_dir"] = str(path.parent)
+                return kind, rec
         return None
+
+    def done_marker(self, spec: ChunkSpec) -> dict | None:
+        """The chunk's done marker, or None while it is not done."""
+        return read_marker(self.marker_path(spec))
 
     def done_shards(self, model_id: str) -> list[Path]:
         out = []

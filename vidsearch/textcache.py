@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import first_line
 from .matrix import MATRIX, dir_lock, record_dirs, scan_video_dirs
-from .store import IndexStore, _unique, _write_json_atomic, model_slug
+from .store import IndexStore, _unique, _write_json_atomic, model_slug, read_marker
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,10 @@ def _build(video_dir: Path, out: Path) -> None:
     for name in entries:
         if not name.endswith(".done") or name.startswith("."):
             continue
+        marker = read_marker(video_dir / name)
         try:
-            marker = json.loads((video_dir / name).read_text())
+            if marker is None:
+                raise ValueError("unreadable marker")
             with pa.memory_map(str(video_dir / marker["shard"])) as src:
                 t = pq.ParquetFile(src).read(columns=COLUMNS, use_threads=False)
         except (OSError, ValueError, KeyError) as e:
