@@ -450,7 +450,7 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
             for channel in plan.channels:
                 textcache.refresh(store, channel)
         except Exception as e:  # noqa: BLE001 - the query rebuilds them; the ingest itself succeeded
-            log.warning("search matrix not updated (%s); the next query will update it", one_line(e))
+            log.warning("query-side copies not updated (%s); the next query will update them", one_line(e))
 
 
 def ingest(
