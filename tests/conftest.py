@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vidsearch.modelgen import colour_model, install_model, tiny_random_model
-from vidsearch.synth import make_video
+from vidsearch.demo.models import colour_model, install_model, tiny_random_model
+from vidsearch.demo.synth import make_video
 
 #: file -> (duration, scenes); the times a colour query must find.
 ARCHIVE = {

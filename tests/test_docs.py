@@ -35,7 +35,7 @@ def test_readme_has_the_two_newcomer_commands():
 
 
 def test_model_json_follows_the_schema(tmp_path):
-    from vidsearch.modelgen import colour_model
+    from vidsearch.demo.models import colour_model
 
     schema = json.loads((ROOT / "schemas" / "model.schema.json").read_text())
     colour_model(tmp_path)

@@ -1,3 +1,3 @@
-from .cli import main
+from vidsearch.cli import main
 
 main()

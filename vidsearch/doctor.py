@@ -11,15 +11,15 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import __version__
-from .errors import ModelError, one_line
-from .paths import home
+from vidsearch import __version__
+from vidsearch.errors import ModelError, one_line
+from vidsearch.settings import home
 
 OK, FAIL, WARN, INFO = "OK", "FAIL", "WARN", "INFO"
 
 
 def _onnxruntime() -> dict[str, Any]:
-    from . import providers as P
+    from vidsearch.models import providers as P
 
     try:
         import onnxruntime as ort
@@ -40,7 +40,7 @@ def _onnxruntime() -> dict[str, Any]:
 
 
 def _provider_choice(ort_report: dict[str, Any], model_id: str | None, choice: str | None = None) -> dict[str, Any]:
-    from . import providers as P
+    from vidsearch.models import providers as P
 
     out: dict[str, Any] = {"choice": None, "would_use": None, "error": None, "trt_cache": str(P.trt_cache_root())}
     try:
@@ -93,7 +93,7 @@ def _duckdb() -> dict[str, Any]:
 
 
 def _model(model: str | None) -> dict[str, Any]:
-    from .model import load_model_info
+    from vidsearch.models.contract import load_model_info
 
     try:
         info = load_model_info(model, verify=True)
@@ -117,9 +117,9 @@ def warmup(model: str | None, providers: str | None = None, batch: int = 1) -> d
 
     import numpy as np
 
-    from .encoder import Encoder
-    from .model import load_model_info
-    from .providers import engine_cache_path, short_name
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.models.contract import load_model_info
+    from vidsearch.models.providers import engine_cache_path, short_name
 
     t0 = time.perf_counter()
     try:
@@ -153,7 +153,7 @@ def redact_url(url: str) -> str:
 
 
 def _broker(explicit: str | None = None, timeout: float = 1.0) -> dict[str, Any]:
-    from .paths import configured_broker_url
+    from vidsearch.settings import configured_broker_url
 
     url = configured_broker_url(explicit)
     if not url:
@@ -196,7 +196,7 @@ def collect(model: str | None = None, providers: str | None = None, warm: bool =
     ``providers`` is the choice to check (None: env ``VIDSEARCH_PROVIDERS``, config, else auto).
     ``warm`` also runs the model's image encoder once (see :func:`warmup`).
     """
-    from .providers import gpu_info
+    from vidsearch.models.providers import gpu_info
 
     ort_report = _onnxruntime()
     model_report = _model(model)

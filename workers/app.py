@@ -12,7 +12,7 @@ Configuration (environment):
     as for the rest of vidsearch.
 
 The task is thin: it resolves the chunk's model and index directory and calls
-:func:`vidsearch.ingest.process_chunk` (OCR-channel chunks need no model). Bad input is
+:func:`vidsearch.ingest.pipeline.process_chunk` (OCR-channel chunks need no model). Bad input is
 recorded (``.failed``) and not retried; I/O trouble is retried with exponential backoff.
 One ONNX Runtime session per worker process, created by its first chunk.
 """
@@ -24,12 +24,12 @@ import socket
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from vidsearch.distributed import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
+from vidsearch.ingest.celery import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
 from vidsearch.errors import ModelError, TransientError, UserError, one_line
-from vidsearch.ingest import process_chunk
-from vidsearch.ocr_channel import is_ocr_channel
-from vidsearch.plan import ChunkSpec
-from vidsearch.store import IndexStore
+from vidsearch.ingest.pipeline import process_chunk
+from vidsearch.ocr.channel import is_ocr_channel
+from vidsearch.core.plan import ChunkSpec
+from vidsearch.index.store import IndexStore
 
 log = logging.getLogger("vidsearch.worker")
 
@@ -45,8 +45,8 @@ _encoders: dict[str, object] = {}  # model id -> Encoder, one per worker process
 
 def resolve_model(model_id: str):
     """This node's copy of the model the chunk was planned with (matched by content id)."""
-    from vidsearch.model import installed_models, load_model_info
-    from vidsearch.paths import models_dir
+    from vidsearch.models.contract import installed_models, load_model_info
+    from vidsearch.settings import models_dir
 
     wanted = os.environ.get("VIDSEARCH_MODEL")
     if wanted:
@@ -67,7 +67,7 @@ def resolve_model(model_id: str):
 def get_encoder(model_id: str):
     enc = _encoders.get(model_id)
     if enc is None:
-        from vidsearch.encoder import Encoder
+        from vidsearch.models.encoder import Encoder
 
         enc = Encoder(resolve_model(model_id))
         _encoders[model_id] = enc

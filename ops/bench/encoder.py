@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from vidsearch import providers as P  # noqa: E402
-from vidsearch.encoder import Encoder  # noqa: E402
-from vidsearch.model import IMAGE_FILE, IMAGE_INPUT, IMAGE_OUTPUT, ModelInfo, load_model_info, write_model_dir  # noqa: E402
+from vidsearch.models import providers as P  # noqa: E402
+from vidsearch.models.encoder import Encoder  # noqa: E402
+from vidsearch.models.contract import IMAGE_FILE, IMAGE_INPUT, IMAGE_OUTPUT, ModelInfo, load_model_info, write_model_dir  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -49,24 +49,24 @@ def log(msg: str) -> None:
 def build_random_vit(out_dir: Path, arch: str = "ViT-B-32") -> ModelInfo:
     """A model directory whose image tower is ``arch`` with random weights (text tower: tiny)."""
     try:
-        from vidsearch.export import export_open_clip  # the project's exporter (both towers, checked vs torch)
+        from vidsearch.models.openclip_export import export_open_clip  # the project's exporter (both towers, checked vs torch)
     except ImportError:
         export_open_clip = None
     if export_open_clip is not None:
-        log(f"exporting {arch} with random weights via vidsearch.export to {out_dir} ...")
+        log(f"exporting {arch} with random weights via vidsearch.models.openclip_export to {out_dir} ...")
         return export_open_clip(arch, out=out_dir, random_weights=True, force=True, progress=log)
 
     import torch
     import open_clip
 
-    from vidsearch.modelgen import tiny_random_model
+    from vidsearch.demo.models import tiny_random_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model = open_clip.create_model(arch, pretrained=None).eval()
     size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, (tuple, list)) else model.visual.image_size)
     with torch.no_grad():
         dim = int(model.encode_image(torch.zeros(1, 3, size, size)).shape[-1])
-    # fallback without vidsearch.export: only the image tower is real; the text tower is not
+    # fallback without vidsearch.models.openclip_export: only the image tower is real; the text tower is not
     # benchmarked, a tiny one of the right width completes the contract
     tiny_random_model(out_dir, dim=dim, image_size=size, name=f"{arch.lower()}-random")
 
@@ -176,7 +176,7 @@ def bench_encoder(info: ModelInfo, provider: str, batches: list[int], args, cach
 
 
 def make_archive(root: Path, videos: int, seconds: float, fps: int) -> list[Path]:
-    from vidsearch.synth import make_video
+    from vidsearch.demo.synth import make_video
 
     stamp = root / "archive.json"
     want = {"videos": videos, "seconds": seconds, "fps": fps, "size": [1920, 1080]}
@@ -197,9 +197,9 @@ def make_archive(root: Path, videos: int, seconds: float, fps: int) -> list[Path
 
 
 def bench_ingest(info: ModelInfo, provider: str, archive: Path, args, cache_root: Path) -> dict:
-    from vidsearch.ingest import IngestOptions, LocalBackend, ingest
-    from vidsearch.plan import Sampling
-    from vidsearch.store import IndexStore
+    from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
+    from vidsearch.core.plan import Sampling
+    from vidsearch.index.store import IndexStore
 
     os.environ["VIDSEARCH_TRT_CACHE"] = str(cache_root)
     enc = Encoder(info, providers=provider, intra_op_threads=args.threads)
@@ -282,9 +282,9 @@ def main(argv=None) -> int:
 
     if not args.no_ingest:
         try:
-            import vidsearch.ingest  # noqa: F401
+            import vidsearch.ingest.pipeline  # noqa: F401
         except ImportError:
-            print("\nend-to-end ingest: skipped (vidsearch.ingest is not available)")
+            print("\nend-to-end ingest: skipped (vidsearch.ingest.pipeline is not available)")
         else:
             log("generating / reusing the 1080p archive ...")
             archive_dir = work / "archive-1080p"

@@ -6,13 +6,13 @@
     python ops/bench/ingest.py --archive DIR --model ~/.local/share/vidsearch/models/clip-vit-b-32
 
 The archive (default: generated once under ``bench-out/archive-1080p/`` with
-``vidsearch.synth.make_video``) is indexed by:
+``vidsearch.demo.synth.make_video``) is indexed by:
 
 * ``baseline``: decode every frame to an RGB array (PyAV defaults; what ``cv2.VideoCapture.read()``
   tutorials do), keep the first frame at or after each 1/fps grid time, PIL-resize (bicubic)
   the short side to the model's input size, centre-crop, normalise, run the image tower on it
   alone (batch 1). A kinder variant converts only the kept frames to RGB (printed too);
-* ``vidsearch fps=1``: ``vidsearch.ingest.ingest`` with the local backend into a fresh index
+* ``vidsearch fps=1``: ``vidsearch.ingest.pipeline.ingest`` with the local backend into a fresh index
   (decode thread feeding batches to the encoder, swscale resize, chunk shards + catalog);
 * ``vidsearch keyframes``: the same with ``--keyframes`` (only keyframes are decoded).
 
@@ -57,8 +57,8 @@ def _encoder_bench():
 
 
 def get_model(args):
-    from vidsearch.model import load_model_info
-    from vidsearch.modelgen import tiny_random_model
+    from vidsearch.models.contract import load_model_info
+    from vidsearch.demo.models import tiny_random_model
 
     if args.model == "tiny":
         d = Path(args.work) / "models" / "tiny-224"
@@ -73,7 +73,7 @@ def get_model(args):
 
 def videos_of(args) -> list[Path]:
     if args.archive:
-        from vidsearch.ingest import scan
+        from vidsearch.ingest.pipeline import scan
 
         return scan([args.archive])[0]
     return _encoder_bench().make_archive(Path(args.work) / "archive-1080p", args.videos, args.video_seconds, args.video_fps)
@@ -128,8 +128,8 @@ def baseline(videos: list[Path], info, encoder, fps: float, every_frame_rgb: boo
 
 
 def plan_specs(videos: list[Path], info, sampling, chunk_s: float):
-    from vidsearch.plan import plan_video
-    from vidsearch.video import probe
+    from vidsearch.core.plan import plan_video
+    from vidsearch.media.video import probe
 
     specs = []
     for i, v in enumerate(videos):
@@ -138,7 +138,7 @@ def plan_specs(videos: list[Path], info, sampling, chunk_s: float):
 
 
 def decode_only(videos, info, sampling, chunk_s: float) -> dict:
-    from vidsearch.ingest import sampled_crops
+    from vidsearch.ingest.pipeline import sampled_crops
 
     specs = plan_specs(videos, info, sampling, chunk_s)
     t0 = time.perf_counter()
@@ -147,7 +147,7 @@ def decode_only(videos, info, sampling, chunk_s: float) -> dict:
 
 
 def encode_only(info, encoder, frames: int, batch: int) -> dict:
-    from vidsearch.preprocess import to_tensor
+    from vidsearch.core.preprocess import to_tensor
 
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 255, (info.image_size, info.image_size, 3), dtype=np.uint8) for _ in range(min(batch, frames))]
@@ -161,8 +161,8 @@ def encode_only(info, encoder, frames: int, batch: int) -> dict:
 
 
 def vidsearch_ingest(videos, info, encoder, sampling, args, progress=None) -> dict:
-    from vidsearch.ingest import IngestOptions, LocalBackend, ingest
-    from vidsearch.store import IndexStore
+    from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
+    from vidsearch.index.store import IndexStore
 
     with tempfile.TemporaryDirectory(prefix="vidsearch-bench-") as tmp:
         root = Path(tmp) / "archive"
@@ -179,8 +179,8 @@ def vidsearch_ingest(videos, info, encoder, sampling, args, progress=None) -> di
 
 def child_memory(args) -> dict:
     """RSS and peak RSS after the first and after the last chunk of an fps ingest (in its own process)."""
-    from vidsearch.encoder import Encoder
-    from vidsearch.plan import Sampling
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.core.plan import Sampling
 
     info = get_model(args)
     encoder = Encoder(info, providers="cpu", intra_op_threads=args.threads)
@@ -216,8 +216,8 @@ def main(argv=None) -> int:
         print(json.dumps(child_memory(args)))
         return 0
 
-    from vidsearch.encoder import Encoder
-    from vidsearch.plan import Sampling
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.core.plan import Sampling
 
     skip = set(filter(None, args.skip.split(",")))
     info = get_model(args)

@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from vidsearch import textmatch as tm  # noqa: E402
-from vidsearch.ocr import OcrReader, _to_lines, merge_rows  # noqa: E402
-from vidsearch.synth_text import TextSegment, render_text_frame  # noqa: E402
+from vidsearch.ocr import textmatch as tm  # noqa: E402
+from vidsearch.ocr.reader import OcrReader, _to_lines, merge_rows  # noqa: E402
+from vidsearch.demo.synth_text import TextSegment, render_text_frame  # noqa: E402
 
 TEXTS = ["EMERGENCY EXIT", "FRESH BREAD", "VAN 42 DELIVERY"]
 
@@ -79,7 +79,7 @@ def bench_ocr(sizes, reads, threads):
 
 
 def bench_embedder(threads):
-    from vidsearch.sentence import SentenceEmbedder
+    from vidsearch.ocr.sentence import SentenceEmbedder
 
     t = time.perf_counter()
     emb = SentenceEmbedder(intra_op_threads=threads).load()

@@ -5,7 +5,7 @@
     python ops/bench/ocr_ingest.py --size 1920x1080 --duration 120 --repeat 3 --json out.json
 
 Writes a generated video with text panels and hard cuts, then runs the OCR channel's chunks
-(:func:`vidsearch.ocr_channel.ocr_chunk`) over it two ways, in this run:
+(:func:`vidsearch.ocr.channel.ocr_chunk`) over it two ways, in this run:
 
 - baseline: the 2 s grid only (decode at 0.5 fps, no cut detection);
 - default: the grid plus scene cuts (decode at 2 fps, compare thumbnails).
@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from vidsearch.ocr_channel import ocr_chunk, plan_ocr, shared_embedder, shared_reader  # noqa: E402
-from vidsearch.store import IndexStore  # noqa: E402
-from vidsearch.synth_text import make_text_video  # noqa: E402
+from vidsearch.ocr.channel import ocr_chunk, plan_ocr, shared_embedder, shared_reader  # noqa: E402
+from vidsearch.index.store import IndexStore  # noqa: E402
+from vidsearch.demo.synth_text import make_text_video  # noqa: E402
 
 TEXTS = ["EMERGENCY EXIT", "FRESH BREAD", "VAN 42 DELIVERY", "NO PARKING"]
 COLOURS = ["red", "blue", "green", "yellow"]

@@ -4,13 +4,13 @@
     python ops/bench/ocr_query.py                  # 20 videos x 1 h, read every 2 s: 36,000 frames, 1,200 shards
     python ops/bench/ocr_query.py --videos 50
 
-The OCR shards are written directly, as the OCR channel would (``vidsearch.ocr_channel``), with
+The OCR shards are written directly, as the OCR channel would (``vidsearch.ocr.channel``), with
 a clock overlay on every frame (a new distinct line each time, the worst case for the number of
 distinct lines) and a sign in 30% of the frames. Then it times, in the same run:
 
 * ``baseline``: what a query must read, straight from the shards: every shard's lines (DuckDB
   ``read_parquet`` over all of them, all threads) plus every ``.done`` marker for the frames read;
-* ``cache``: the same from the per-video copy (``vidsearch.textcache``, already fresh);
+* ``cache``: the same from the per-video copy (``vidsearch.ocr.textcache``, already fresh);
 * the whole query, by letters and with meaning (the sentence model, when installed).
 
 Prints each and the ratio of the reads. Best of ``--repeat`` runs.
@@ -41,8 +41,8 @@ class Line:
 
 
 def build(store, videos: int, hours: float, chunk_s: float) -> None:
-    from vidsearch.ocr_channel import OCR_CHANNEL, TEXT_DIM, _rows_table
-    from vidsearch.plan import ChunkSpec
+    from vidsearch.ocr.channel import OCR_CHANNEL, TEXT_DIM, _rows_table
+    from vidsearch.core.plan import ChunkSpec
 
     rng = np.random.default_rng(0)
     signs = ["EMERGENCY EXIT", "FRESH BREAD", "NO PARKING", "PHARMACY"]
@@ -81,10 +81,10 @@ def main(argv=None) -> int:
     os.environ["VIDSEARCH_HOME"] = str(work / "home")
     import duckdb
 
-    from vidsearch import textcache
-    from vidsearch.ocr_channel import OCR_CHANNEL, _read_lines, text_ranges
-    from vidsearch.sentence import available
-    from vidsearch.store import IndexStore
+    from vidsearch.ocr import textcache
+    from vidsearch.ocr.channel import OCR_CHANNEL, _read_lines, text_ranges
+    from vidsearch.ocr.sentence import available
+    from vidsearch.index.store import IndexStore
 
     store = IndexStore(work / "index")
     if not store.catalog_path.exists():

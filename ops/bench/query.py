@@ -98,10 +98,10 @@ def video_frames(rng, n: int, dim: int, q: np.ndarray, plant: tuple[int, int, fl
 
 def build_index(work: Path, args) -> dict:
     """The bench index (reused when its parameters match)."""
-    from vidsearch.encoder import Encoder
-    from vidsearch.modelgen import install_model, tiny_random_model
-    from vidsearch.plan import ChunkSpec, Sampling, plan_chunks
-    from vidsearch.store import IndexStore
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.demo.models import install_model, tiny_random_model
+    from vidsearch.core.plan import ChunkSpec, Sampling, plan_chunks
+    from vidsearch.index.store import IndexStore
 
     want = {"frames": args.frames, "videos": args.videos, "dim": args.dim, "chunk_s": args.chunk_s, "seed": 0, "format": 1}
     stamp = work / "index.json"
@@ -157,8 +157,8 @@ def build_index(work: Path, args) -> dict:
 
 def child_numpy(meta: dict, repeat: int) -> dict:
     """float32 ``emb @ q`` over the same rows, in RAM: the memory-bandwidth bound."""
-    from vidsearch.matrix import MatrixCache
-    from vidsearch.store import IndexStore
+    from vidsearch.index.matrix import MatrixCache
+    from vidsearch.index.store import IndexStore
 
     index = MatrixCache(IndexStore(meta["index"]), meta["model_id"]).open(refresh=False)
     emb = np.empty(index.emb.shape, np.float32)
@@ -188,10 +188,10 @@ def child_vidsearch(meta: dict, repeat: int) -> dict:
         times.append(time.perf_counter() - t)
         out = json.loads(buf.getvalue())
     # the parts, through the library
-    from vidsearch.encoder import Encoder
-    from vidsearch.model import load_model_info
-    from vidsearch.search import load_frame_index, search_vector
-    from vidsearch.store import IndexStore
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.models.contract import load_model_info
+    from vidsearch.query.engine import load_frame_index, search_vector
+    from vidsearch.index.store import IndexStore
 
     store = IndexStore(meta["index"])
     parts = {"text": [], "load": [], "score": [], "search": [], "total": []}
@@ -219,9 +219,9 @@ def child_vidsearch(meta: dict, repeat: int) -> dict:
 
 
 def child_duckdb(meta: dict, repeat: int) -> dict:
-    from vidsearch.encoder import Encoder
-    from vidsearch.model import load_model_info
-    from vidsearch.store import IndexStore, model_slug
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.models.contract import load_model_info
+    from vidsearch.index.store import IndexStore, model_slug
 
     q = Encoder(load_model_info(MODEL_NAME)).encode_texts([QUERY])[0]
     dim = len(q)
@@ -251,9 +251,9 @@ def run_child(kind: str, meta_path: Path, repeat: int, env: dict | None = None) 
 
 def bench_matrix_upkeep(meta: dict, args) -> dict:
     """Full build from Parquet, appending one new video, the no-change check."""
-    from vidsearch.matrix import MatrixCache
-    from vidsearch.plan import ChunkSpec, Sampling, plan_chunks
-    from vidsearch.store import IndexStore
+    from vidsearch.index.matrix import MatrixCache
+    from vidsearch.core.plan import ChunkSpec, Sampling, plan_chunks
+    from vidsearch.index.store import IndexStore
 
     os.environ["VIDSEARCH_HOME"] = meta["home"]
     store = IndexStore(meta["index"])
@@ -336,8 +336,8 @@ def main(argv=None) -> int:
         upkeep = bench_matrix_upkeep(meta, args)
     else:  # make sure it exists before the timed runs
         os.environ["VIDSEARCH_HOME"] = meta["home"]
-        from vidsearch.matrix import refresh
-        from vidsearch.store import IndexStore
+        from vidsearch.index.matrix import refresh
+        from vidsearch.index.store import IndexStore
 
         refresh(IndexStore(meta["index"]), meta["model_id"])
 

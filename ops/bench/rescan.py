@@ -31,7 +31,7 @@ def log(msg: str) -> None:
 
 
 def make_archive(root: Path, n: int, seconds: float) -> list[Path]:
-    from vidsearch.synth import make_video
+    from vidsearch.demo.synth import make_video
 
     out = []
     for i in range(n):
@@ -53,13 +53,13 @@ def main(argv=None) -> int:
 
     work = Path(args.work) / f"rescan-{args.videos}x{args.video_seconds:g}s"
     os.environ["VIDSEARCH_HOME"] = str(work / "home")  # before vidsearch reads its config
-    from vidsearch.encoder import Encoder
-    from vidsearch.ingest import IngestOptions, LocalBackend, ingest, scan
-    from vidsearch.modelgen import colour_model, install_model
-    from vidsearch.model import load_model_info
-    from vidsearch.plan import Sampling
-    from vidsearch.store import IndexStore
-    from vidsearch.video import file_signature
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest, scan
+    from vidsearch.demo.models import colour_model, install_model
+    from vidsearch.models.contract import load_model_info
+    from vidsearch.core.plan import Sampling
+    from vidsearch.index.store import IndexStore
+    from vidsearch.media.video import file_signature
 
     log(f"archive: {args.videos} videos x {args.video_seconds:g} s under {work} ...")
     make_archive(work / "archive", args.videos, args.video_seconds)

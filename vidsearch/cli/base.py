@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 import click
 
-from .. import __version__
-from ..errors import first_line, VidsearchError
-from ..ranges import format_ts  # noqa: F401 - re-exported for the command modules
-from ..paths import default_index_dir
+from vidsearch import __version__
+from vidsearch.errors import first_line, VidsearchError
+from vidsearch.core.ranges import format_ts  # noqa: F401 - re-exported for the command modules
+from vidsearch.settings import default_index_dir
 
 
 class Context:

@@ -39,11 +39,11 @@ def classify_cmd(ctx, labels, templates, model, providers, video_glob, after, be
     most probable label become segments:
     vidsearch classify --labels "delivery,person,car,empty street" --min-prob 0.5
     """
-    from ..classify import DEFAULT_TEMPLATES, parse_labels
-    from ..encoder import Encoder
-    from ..retro import classify_frames
-    from ..search import pick_model
-    from ..store import IndexStore
+    from vidsearch.retro.classify import DEFAULT_TEMPLATES, parse_labels
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.retro.service import classify_frames
+    from vidsearch.query.engine import pick_model
+    from vidsearch.index.store import IndexStore
 
     names = parse_labels(labels)
     store = IndexStore(ctx.index)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..paths import models_dir, read_config, write_config
+from vidsearch.settings import models_dir, read_config, write_config
 from .base import cli, handle_errors
 
 
@@ -20,8 +20,8 @@ def demo_cmd(out):
     lets you try the whole pipeline offline. It is not CLIP; get a real model with
     `vidsearch model pull` / `model import` / `model export`.
     """
-    from ..modelgen import colour_model, install_model
-    from ..synth import DEMO_ARCHIVE, demo_creation_time, make_demo_archive
+    from vidsearch.demo.models import colour_model, install_model
+    from vidsearch.demo.synth import DEMO_ARCHIVE, demo_creation_time, make_demo_archive
 
     files = make_demo_archive(out / "archive")
     info = install_model(colour_model, "demo-colours", models_dir())

@@ -29,7 +29,7 @@ def doctor(model: str | None, providers: str | None, warmup: bool, broker: str |
 
     Exits with status 1 when a check fails, so it can serve as a container health check.
     """
-    from ..doctor import checks, collect
+    from vidsearch.doctor import checks, collect
 
     report = collect(model, providers, warm=warmup, broker=broker)
     rows = checks(report)

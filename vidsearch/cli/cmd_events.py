@@ -39,11 +39,11 @@ def events_cmd(ctx, text, model, providers, video_glob, high, low, smooth_s, min
     (hysteresis), so a flickering presence stays one event:
     vidsearch events "a package on the doorstep" --min-duration 5 --csv > doorstep.csv
     """
-    from ..encoder import Encoder
-    from ..events import CSV_COLUMNS, csv_rows, summarise
-    from ..retro import find_events
-    from ..search import pick_model
-    from ..store import IndexStore
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.retro.events import CSV_COLUMNS, csv_rows, summarise
+    from vidsearch.retro.service import find_events
+    from vidsearch.query.engine import pick_model
+    from vidsearch.index.store import IndexStore
 
     if not text and not images:
         raise click.UsageError('say what to look for: vidsearch events "a package on the doorstep" (or --image PATH)')

@@ -33,17 +33,17 @@ def evidence_cmd(ctx, results, out_dir, model, providers, no_clips, reencode, pa
     hashes, prompts, scores, every file's SHA-256) whose own hash goes to manifest.sha256:
     vidsearch query "red car" --json > hits.json && vidsearch export hits.json --out evidence/
     """
-    from ..errors import VidsearchError
-    from ..evidence import catalog_context, export_evidence, load_results, score_series
-    from ..store import IndexStore
+    from vidsearch.errors import VidsearchError
+    from vidsearch.evidence.export import catalog_context, export_evidence, load_results, score_series
+    from vidsearch.index.store import IndexStore
 
     data = load_results(results, stdin=sys.stdin)
     store = IndexStore(ctx.index)
     model_meta, videos = catalog_context(store, data["model_id"])
     series = None
     try:
-        from ..encoder import Encoder
-        from ..search import installed_model
+        from vidsearch.models.encoder import Encoder
+        from vidsearch.query.engine import installed_model
 
         info = installed_model(data["model_id"], model)
         if not model_meta:

@@ -50,7 +50,7 @@ def export_cmd(arch, checkpoint, out, name, tag, opset, force, random_weights, a
     Needs the export extra: pip install 'vidsearch[export]'. The directory appears only once the
     export has succeeded and the ONNX files match torch.
     """
-    from ..export import DEFAULT_OPSET, export_open_clip
+    from vidsearch.models.openclip_export import DEFAULT_OPSET, export_open_clip
 
     info = export_open_clip(
         arch,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..ingest import IngestOptions, LocalBackend, ingest
-from ..plan import DEFAULT_CHUNK_S, Sampling
-from ..store import IndexStore
+from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
+from vidsearch.core.plan import DEFAULT_CHUNK_S, Sampling
+from vidsearch.index.store import IndexStore
 from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 from .common import load_encoder, model_option, providers_option, semantics_warning
 
@@ -68,14 +68,14 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
     sampling = Sampling("keyframes") if keyframes else Sampling("fps", fps)
     options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size, ocr=ocr)
     if ocr and backend == "local":  # with celery the workers need the extra, not the submitter
-        from ..ocr_channel import require_ocr
+        from vidsearch.ocr.channel import require_ocr
 
         require_ocr()
     store = IndexStore(ctx.index)
     if backend == "celery":
-        from ..distributed import CeleryBackend  # the submitter never imports onnxruntime
+        from vidsearch.ingest.celery import CeleryBackend  # the submitter never imports onnxruntime
 
-        from ..model import load_model_info
+        from vidsearch.models.contract import load_model_info
 
         info = load_model_info(model)
         runner = CeleryBackend(broker=broker, wait=wait, batch_size=batch_size, quiet=quiet or as_json)

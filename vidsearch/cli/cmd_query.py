@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from ..search import load_frame_index, parse_when, pick_model, text_query
-from ..store import IndexStore
+from vidsearch.query.engine import load_frame_index, parse_when, pick_model, text_query
+from vidsearch.index.store import IndexStore
 from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
 from .queryopts import refine_options, skipped_note
@@ -38,7 +38,7 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
     Refine with --not "person in blue", search by example with --image PATH, and limit to
     recorded times with --after/--before (files that carry a creation time).
     """
-    from ..encoder import Encoder
+    from vidsearch.models.encoder import Encoder
 
     text = tuple(t for t in text if t.strip())
     if not text and not text_in_frame and not images:
@@ -50,7 +50,7 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
     store = IndexStore(ctx.index)
     in_frame = None
     if text_in_frame:
-        from ..ocr_channel import text_ranges
+        from vidsearch.ocr.channel import text_ranges
 
         # with a visual query too, every text range may meet a visual one: rank after intersecting
         in_frame = text_ranges(store, text_in_frame, top=None if visual else top,
@@ -69,11 +69,11 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
                             images=[str(p) for p in images], after=after, before=before)
         skipped_note(result.skipped_no_time)
         if in_frame is not None:
-            from ..ocr_channel import both
+            from vidsearch.ocr.channel import both
 
             result = both(result, in_frame, top)
     if thumbs:
-        from ..thumbs import write_thumbnails
+        from vidsearch.media.thumbs import write_thumbnails
 
         write_thumbnails(result.ranges, thumbs)
     if as_json:

@@ -44,8 +44,8 @@ def sql_cmd(ctx, query, model, providers, limit, as_json, as_csv):
     QUERY '-' reads the SQL from stdin (vidsearch sql - < report.sql); put -- before a QUERY
     that starts with a "--" comment.
     """
-    from ..sqlcmd import run_sql
-    from ..store import IndexStore
+    from vidsearch.index.sql import run_sql
+    from vidsearch.index.store import IndexStore
 
     if query == "-":
         query = sys.stdin.read()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..errors import IndexError_
-from ..store import IndexStore
+from vidsearch.errors import IndexError_
+from vidsearch.index.store import IndexStore
 from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 
 

@@ -7,7 +7,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from ..errors import UserError
+from vidsearch.errors import UserError
 from .base import cli, handle_errors, pass_ctx
 
 
@@ -31,7 +31,7 @@ def worker_cmd(ctx, broker, queues, concurrency, pool, model, loglevel, celery_a
     shared directory), else the path each task was submitted with. Extra arguments after
     `--` go to `celery worker` unchanged. Runs until stopped (Ctrl-C finishes the current chunk).
     """
-    from ..distributed import broker_url
+    from vidsearch.ingest.celery import broker_url
 
     env = dict(os.environ)
     env["VIDSEARCH_BROKER_URL"] = broker_url(broker)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..model import ModelInfo
+from vidsearch.models.contract import ModelInfo
 
 
 def model_option(fn):
@@ -22,7 +22,7 @@ def providers_option(fn):
 
 
 def load_encoder(model, providers=None):
-    from ..encoder import Encoder
+    from vidsearch.models.encoder import Encoder
 
     return Encoder.load(model, providers=providers)
 

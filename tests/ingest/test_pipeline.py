@@ -1,0 +1,373 @@
+"""End to end on one machine: generated videos -> ingest -> Parquet + DuckDB -> query ranges."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ARCHIVE, make_audio_only, run_cli
+from vidsearch.index.store import IndexStore
+from vidsearch.demo.synth import make_video
+
+
+def ingest(runner, archive, *extra, ok=True):
+    return run_cli(runner, "ingest", archive, "--model", "demo-colours", "--chunk", "10", "--json", *extra, ok=ok)
+
+
+def report(result) -> dict:
+    return json.loads(result.stdout)
+
+
+def frame_rows(home) -> list[tuple]:
+    con = duckdb.connect(str(home / "index" / "catalog.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT video_id, pts FROM frames ORDER BY 1, 2").fetchall()
+    finally:
+        con.close()
+
+
+def query(runner, text, *extra) -> list[dict]:
+    out = run_cli(runner, "query", text, "--json", *extra)
+    return json.loads(out.stdout)["ranges"]
+
+
+def spans(ranges) -> set[tuple[str, float, float]]:
+    return {(Path(r["path"]).name, r["start"], r["end"]) for r in ranges}
+
+
+def test_query_returns_exactly_the_scene_ranges(home, colour, archive, runner):
+    rep = report(ingest(runner, archive))
+    assert rep["videos"] == 3 and rep["chunks_failed"] == 0
+    assert rep["frames"] == sum(int(d) for d, _ in ARCHIVE.values())  # 1 fps
+    assert spans(query(runner, "red")) == {("morning.mp4", 10.0, 18.0), ("noon.mp4", 20.0, 26.0)}
+    assert spans(query(runner, "something blue")) == {("morning.mp4", 30.0, 34.0), ("noon.mp4", 5.0, 9.0)}
+    green = query(runner, "green")
+    assert spans(green) == {("evening.mp4", 12.0, 20.0)}
+    assert 12.0 <= green[0]["peak_time"] < 20.0 and green[0]["peak_score"] > 0.9
+    # filters and limits
+    assert spans(query(runner, "red", "--video", "*noon*")) == {("noon.mp4", 20.0, 26.0)}
+    assert len(query(runner, "red", "--top", "1")) == 1
+    assert query(runner, "red", "--min-score", "0.9999") == []
+    # the demo model knows no other words: nothing is better than a made-up answer
+    out = run_cli(runner, "query", "a person walking")
+    assert "no matches" in out.stdout
+
+
+def test_table_output_and_thumbnails(home, colour, archive, runner, tmp_path):
+    ingest(runner, archive)
+    out = run_cli(runner, "query", "red", "--thumbnails", tmp_path / "th")
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:6] == ["#", "video", "start", "end", "peak", "score"]
+    assert "0:00:10.0" in out.stdout and "0:00:18.0" in out.stdout
+    jpgs = sorted((tmp_path / "th").glob("*.jpg"))
+    assert len(jpgs) == 2
+    from PIL import Image
+
+    img = np.asarray(Image.open(jpgs[0]).convert("RGB")).astype(int)
+    r, g, b = img.reshape(-1, 3).mean(0)
+    assert r > 150 and g < 90 and b < 90  # the thumbnail shows the red scene
+
+
+def test_rerun_does_nothing_and_new_files_are_incremental(home, colour, archive, runner):
+    first = report(ingest(runner, archive))
+    rows = frame_rows(home)
+    again = report(ingest(runner, archive))
+    assert again["chunks_done"] == 0 and again["chunks_skipped"] == first["chunks_done"]
+    assert frame_rows(home) == rows
+    make_video(archive / "cam-b" / "night.mp4", 12.0, [(2.0, 6.0, "yellow")], seed=9)
+    third = report(ingest(runner, archive))
+    assert third["chunks_done"] == 1 and third["frames"] == 12  # 12 s: the 2 s tail joins the first chunk
+    assert len(frame_rows(home)) == len(rows) + 12
+    assert len(set(frame_rows(home))) == len(frame_rows(home))
+    assert spans(query(runner, "yellow")) == {("night.mp4", 2.0, 6.0)}
+
+
+def test_chunks_done_on_disk_but_not_in_the_catalog_are_recorded_by_the_next_run(home, colour, archive, runner):
+    """An ingest killed (SIGKILL, power loss) after writing markers, before it updated the catalog."""
+    first = report(ingest(runner, archive))
+    catalog = str(home / "index" / "catalog.duckdb")
+    con = duckdb.connect(catalog)
+    con.execute("UPDATE chunks SET status = 'pending', frames = NULL, shard = NULL")
+    con.execute("UPDATE files SET status = 'pending'")
+    con.close()
+    again = report(ingest(runner, archive))
+    assert again["chunks_done"] == 0 and again["chunks_skipped"] == first["chunks_done"]
+    con = duckdb.connect(catalog, read_only=True)
+    try:
+        assert con.execute("SELECT status, count(*), sum(frames) FROM chunks GROUP BY 1").fetchall() == [
+            ("done", first["chunks_done"], first["frames"])]
+        assert con.execute("SELECT DISTINCT status FROM files").fetchall() == [("indexed",)]
+    finally:
+        con.close()
+
+
+def test_moved_and_copied_files_are_recognised_by_content(home, colour, archive, runner):
+    ingest(runner, archive)
+    rows = frame_rows(home)
+    os.rename(archive / "cam-a" / "noon.mp4", archive / "cam-a" / "noon-renamed.mp4")
+    shutil.copy(archive / "cam-b" / "evening.mp4", archive / "cam-b" / "evening-copy.mp4")
+    rep = report(ingest(runner, archive))
+    assert rep["chunks_done"] == 0 and frame_rows(home) == rows
+    assert {Path(r["path"]).name for r in query(runner, "red")} == {"morning.mp4", "noon-renamed.mp4"}
+
+
+def test_changed_settings_replace_old_chunks(home, colour, archive, runner):
+    ingest(runner, archive)
+    n = len(frame_rows(home))
+    rep = report(ingest(runner, archive, "--fps", "2"))
+    assert rep["chunks_done"] > 0
+    rows = frame_rows(home)
+    assert len(rows) == 2 * n and len(set(rows)) == len(rows)  # replaced, not added on top
+
+
+def test_keyframes_mode_samples_gop_positions(home, colour, archive, runner):
+    rep = report(ingest(runner, archive, "--keyframes"))
+    # the generated videos have a 2 s GOP: keyframes at 0, 2, 4, ...
+    pts = sorted({p for _, p in frame_rows(home)})
+    assert rep["frames"] == sum(-(-int(d) // 2) for d, _ in ARCHIVE.values())  # ceil(d / 2)
+    assert pts[:4] == [0.0, 2.0, 4.0, 6.0]
+    assert spans(query(runner, "green")) == {("evening.mp4", 12.0, 20.0)}
+
+
+def test_bad_inputs_are_reported_recorded_and_skipped(home, colour, archive, runner):
+    bad = archive / "bad"
+    bad.mkdir()
+    (bad / "empty.mp4").write_bytes(b"")
+    (bad / "notes.mp4").write_text("this is not a video\n" * 50)
+    data = (archive / "cam-a" / "morning.mp4").read_bytes()
+    (bad / "cut.mp4").write_bytes(data[: len(data) // 2])  # mp4 index at the end: unreadable
+    make_audio_only(bad / "audio.mp4")
+    ts = make_video(bad / "broadcast.mkv", 30.0, [(2.0, 8.0, "orange")], seed=5)
+    ts_bytes = ts.read_bytes()
+    ts.write_bytes(ts_bytes[: int(len(ts_bytes) * 0.45)])  # header says 30 s; only the start is there
+    (bad / "readme.txt").write_text("ignored: not a video extension")
+    missing = archive / "no-such-dir"
+
+    result = run_cli(runner, "ingest", archive, missing, "--model", "demo-colours", "--chunk", "10", ok=False)
+    assert result.exit_code == 0, result.output  # the good files were indexed
+    err = result.stderr
+    assert "empty.mp4: empty file (0 bytes)" in err
+    assert "notes.mp4: not a readable video" in err
+    assert "cut.mp4: not a readable video" in err
+    assert "audio.mp4: no video stream" in err
+    assert "no-such-dir: no such file or directory" in err
+    assert "broadcast.mkv: no frames could be decoded between" in err
+    for line in err.splitlines():
+        assert "Traceback" not in line
+    # recorded in the catalog
+    status = json.loads(run_cli(runner, "status", "--json").stdout)
+    failed = {Path(f["path"]).name for f in status["failed_files"]}
+    assert failed == {"empty.mp4", "notes.mp4", "cut.mp4", "audio.mp4", "no-such-dir"}
+    assert status["failed_chunks"] and all("broadcast.mkv" in f["path"] for f in status["failed_chunks"])
+    con = duckdb.connect(str(home / "index" / "catalog.duckdb"), read_only=True)
+    assert con.execute("SELECT status FROM files WHERE path LIKE '%broadcast.mkv'").fetchone()[0] == "partial"
+    con.close()
+    # the good videos and the readable start of the truncated stream are searchable
+    assert spans(query(runner, "red")) == {("morning.mp4", 10.0, 18.0), ("noon.mp4", 20.0, 26.0)}
+    assert spans(query(runner, "orange")) == {("broadcast.mkv", 2.0, 8.0)}
+    # re-running records the same failures without duplicating anything
+    rows = frame_rows(home)
+    run_cli(runner, "ingest", archive, "--model", "demo-colours", "--chunk", "10", ok=False)
+    assert frame_rows(home) == rows
+
+
+def test_only_bad_input_exits_nonzero(home, colour, tmp_path, runner):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    result = run_cli(runner, "ingest", tmp_path / "a.mp4", "--model", "demo-colours", ok=False)
+    assert result.exit_code == 1 and "empty file" in result.stderr
+
+
+def test_missing_model_is_one_line(home, archive, runner):
+    result = run_cli(runner, "ingest", archive, ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "vidsearch model pull clip-vit-b-32" in result.stderr
+    result = run_cli(runner, "ingest", archive, "--model", home / "nope", ok=False)
+    assert "nope does not exist" in result.stderr and "model export" in result.stderr
+
+
+def test_query_with_a_model_that_did_not_index_is_an_error(home, colour, tiny, archive, runner):
+    ingest(runner, archive)
+    result = run_cli(runner, "query", "red", "--model", "tiny-random", ok=False)
+    assert result.exit_code == 1 and "demo-colours" in result.stderr and "--model" in result.stderr
+
+
+def test_empty_index_query_says_what_to_do(home, colour, runner):
+    result = run_cli(runner, "query", "red", ok=False)
+    assert result.exit_code == 1 and "vidsearch ingest" in result.stderr
+
+
+def test_shards_markers_and_parquet_layout(home, colour, archive, runner):
+    ingest(runner, archive)
+    store = IndexStore(home / "index")
+    shards = sorted(store.shards_root.rglob("*.parquet"))
+    markers = sorted(store.shards_root.rglob("*.done"))
+    assert len(shards) == len(markers) == 10  # 40 s -> 4 chunks of 10 s, 30 s -> 3, 25 s -> 3 (a 5 s tail is kept)
+    assert not list(store.shards_root.rglob("*.tmp"))
+    for s in shards:
+        assert s.with_suffix(".done").exists()
+        meta = pq.ParquetFile(s).metadata
+        col = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i) for i in range(meta.num_columns)}
+        emb = [c for p, c in col.items() if p.startswith("embedding")][0]
+        assert "PLAIN_DICTIONARY" not in str(emb.encodings) and "RLE_DICTIONARY" not in str(emb.encodings)
+        t = pq.read_table(s)
+        assert t.schema.names == ["video_id", "path", "chunk_id", "pts", "model_id", "embedding"]
+        assert t.schema.field("embedding").type.list_size == 10 and str(t.schema.field("embedding").type.value_type) == "float"
+        norms = np.linalg.norm(np.stack(t.column("embedding").to_numpy(zero_copy_only=False)), axis=1)
+        assert np.allclose(norms, 1.0, atol=1e-5)
+        assert json.loads(s.with_suffix(".done").read_text())["frames"] == t.num_rows
+
+
+def test_stock_duckdb_cli_opens_the_catalog(home, colour, archive, runner):
+    ingest(runner, archive)
+    cli = Path(sys.executable).parent / "duckdb"
+    if not cli.exists():
+        cli = shutil.which("duckdb")
+    if not cli:
+        pytest.skip("the duckdb CLI (pip package duckdb-cli) is not installed")
+    sql = (
+        "SELECT count(*) FROM frames; "
+        "SELECT round(max(array_cosine_similarity(embedding, [1,0,0,0,0,0,0,0,0,0]::FLOAT[10])), 2) FROM frames;"
+        "SELECT count(*) FROM videos; SELECT count(*) FROM chunks WHERE status = 'done';"
+    )
+    out = subprocess.run([str(cli), "-readonly", "-csv", "-noheader", str(home / "index" / "catalog.duckdb"), "-c", sql],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["95", "1.0", "3", "10"]
+
+
+def test_random_weight_model_runs_the_real_onnx_path_with_a_warning(home, tiny, archive, runner):
+    result = run_cli(runner, "ingest", archive, "--model", "tiny-random", "--json")
+    assert "random weights" in result.stderr
+    rep = json.loads(result.stdout)
+    assert rep["frames"] == 95 and rep["providers"] == ["CPUExecutionProvider"]
+    store = IndexStore(home / "index")
+    t = pq.read_table(sorted(store.shards_root.rglob("*.parquet"))[0])
+    assert t.schema.field("embedding").type.list_size == 16
+
+
+def test_status_summarises(home, colour, archive, runner):
+    ingest(runner, archive)
+    out = run_cli(runner, "status").stdout
+    assert "3 videos" in out and "95 frames" in out and "10 done, 0 pending, 0 failed" in out
+    data = json.loads(run_cli(runner, "status", "--json", "--videos").stdout)
+    assert data["hours"] == pytest.approx(95 / 3600, abs=1e-3)
+    assert {Path(v["path"]).name: v["done"] for v in data["per_video"]} == {"morning.mp4": 4, "noon.mp4": 3, "evening.mp4": 3}
+
+
+def test_status_rereads_the_markers_it_needs(home, colour, archive, runner):
+    """status looks again at chunks not done yet; --rebuild (or a catalog without chunks) reads every marker."""
+    ingest(runner, archive)
+    catalog = home / "index" / "catalog.duckdb"
+
+    def chunks() -> dict:
+        return json.loads(run_cli(runner, "status", "--json").stdout)["chunks"]
+
+    con = duckdb.connect(str(catalog))
+    con.execute("UPDATE chunks SET status = 'pending' WHERE chunk_id IN (SELECT chunk_id FROM chunks LIMIT 2)").fetchall()
+    con.execute("DELETE FROM chunks WHERE chunk_id IN (SELECT chunk_id FROM chunks WHERE status = 'done' LIMIT 1)").fetchall()
+    con.close()
+    assert chunks() == {"done": 9, "pending": 0, "failed": 0}  # the pending two were done on disk
+    assert json.loads(run_cli(runner, "status", "--json", "--rebuild").stdout)["chunks"]["done"] == 10
+    catalog.unlink()  # a lost catalog: its chunks come back from the shards
+    assert chunks() == {"done": 10, "pending": 0, "failed": 0}
+
+
+def test_ctrl_c_keeps_finished_chunks_and_rerun_completes(home, colour, tmp_path):
+    """A real SIGINT to a real `vidsearch ingest` process in the middle of the archive."""
+    archive = tmp_path / "long"
+    for i in range(3):
+        make_video(archive / f"v{i}.mp4", 60.0, [(20.0, 30.0, "red")], fps=25, size=(320, 240), seed=i)
+    env = {**os.environ, "VIDSEARCH_HOME": str(home)}
+    cmd = [sys.executable, "-m", "vidsearch", "ingest", str(archive), "--model", "demo-colours", "--chunk", "5", "--batch-size", "4"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shards = home / "index" / "shards"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(shards.rglob("*.done")) if shards.exists() else []) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "Traceback" not in err
+    done_before = len(list(shards.rglob("*.done")))
+    assert 3 <= done_before < 36, "the interrupt should land mid-archive"
+    assert not list(shards.rglob("*.tmp"))
+    # the catalog reflects what was written before the interrupt
+    con = duckdb.connect(str(home / "index" / "catalog.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM chunks WHERE status = 'done'").fetchone()[0] == done_before
+    con.close()
+    # running again finishes the job: every frame exactly once
+    again = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    rep = json.loads(again.stdout)
+    assert rep["chunks_skipped"] == done_before and rep["chunks_done"] == 36 - done_before
+    rows = frame_rows(home)
+    assert len(rows) == 180 and len(set(rows)) == 180
+
+
+def test_two_models_side_by_side(home, colour, tiny, archive, runner):
+    """Re-index with another model without downtime: both stay queryable, each by its own id."""
+    ingest(runner, archive)
+    run_cli(runner, "ingest", archive, "--model", "tiny-random", "--chunk", "10")
+    status = json.loads(run_cli(runner, "status", "--json").stdout)
+    assert {m["name"]: m["frames"] for m in status["models"]} == {"demo-colours": 95, "tiny-random": 95}
+    assert spans(query(runner, "red", "--model", "demo-colours")) == {("morning.mp4", 10.0, 18.0), ("noon.mp4", 20.0, 26.0)}
+    out = json.loads(run_cli(runner, "query", "red", "--model", "tiny-random", "--json").stdout)
+    assert out["model_id"].startswith("tiny-random@") and out["semantics"] == "random" and out["frames_scanned"] == 95
+    # with no --model and two installed models that both indexed, the configured default decides
+    from vidsearch.settings import write_config
+
+    write_config(default_model="demo-colours")
+    assert json.loads(run_cli(runner, "query", "red", "--json").stdout)["model_id"] == colour.model_id
+
+
+def test_status_of_a_missing_index_says_so_and_creates_nothing(home, runner, tmp_path):
+    result = run_cli(runner, "--index", tmp_path / "typo", "status", ok=False)
+    assert result.exit_code == 1 and "no index at" in result.stderr and "vidsearch ingest" in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_unwritable_index_is_a_one_line_error(home, colour, archive, runner, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the index directory should be")
+    result = run_cli(runner, "--index", blocker / "index", "ingest", archive, "--model", "demo-colours", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and last.endswith("not-a-dir/index: Not a directory")
+
+
+def test_the_readme_demo_finds_what_it_says(home, runner, tmp_path, monkeypatch):
+    """`vidsearch demo` then ingest and query, as the README's first command runs them."""
+    from vidsearch.demo.synth import DEMO_ARCHIVE
+
+    monkeypatch.chdir(tmp_path)
+    out = run_cli(runner, "demo").stdout
+    assert "installed model demo-colours@" in out and "vidsearch ingest vidsearch-demo/archive" in out
+    rep = report(run_cli(runner, "ingest", "vidsearch-demo/archive", "--json"))  # the demo made its model the default
+    assert rep["videos"] == 3 and rep["chunks_failed"] == 0
+    expected = {(Path(rel).name, s, e) for rel, (_, scenes) in DEMO_ARCHIVE.items() for s, e, c in scenes if c == "red"}
+    assert spans(query(runner, "red")) == expected == {("2026-11-02_0800.mp4", 20.0, 35.0), ("2026-11-02_0900.mp4", 40.0, 52.0)}
+    # every file carries the recording start its name says
+    assert spans(query(runner, "red", "--after", "2026-11-02T08:30:00Z")) == {("2026-11-02_0900.mp4", 40.0, 52.0)}
+    assert spans(query(runner, "red", "--before", "2026-11-02 08:00:30")) == {("2026-11-02_0800.mp4", 20.0, 30.0)}
+
+
+@pytest.mark.parametrize("args", [
+    ["ingest", ".", "--fps", "0"], ["ingest", ".", "--fps", "-1"], ["ingest", ".", "--chunk", "0"],
+    ["ingest", ".", "--batch-size", "0"], ["query", "red", "--top", "0"], ["query", "red", "--smooth", "-1"],
+    ["query", "red", "--min-score", "2"], ["events", "red", "--min-duration", "-2"],
+    ["classify", "-l", "red", "-l", "blue", "--min-prob", "1.5"], ["sql", "SELECT 1", "--limit", "-1"],
+])
+def test_numbers_out_of_range_are_one_line_usage_errors(home, runner, args):
+    res = run_cli(runner, *args, ok=False)
+    assert res.exit_code == 2 and "Invalid value" in res.output and "Traceback" not in res.output

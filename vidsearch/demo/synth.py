@@ -1,0 +1,131 @@
+"""Synthetic videos with known content at known times (PyAV), for the demo, tests and benchmarks.
+
+A video is a list of scenes ``(start_s, end_s, colour)``; between scenes the background is
+grey. A small white square moves across the frame so that consecutive frames differ.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fractions
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from vidsearch.demo.models import COLOURS
+
+BACKGROUND = "gray"
+X264_FAST = {"preset": "ultrafast", "tune": "zerolatency"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    start: float
+    end: float
+    colour: str
+
+
+def _rgb(colour: str | Sequence[float]) -> np.ndarray:
+    c = COLOURS[colour] if isinstance(colour, str) else colour
+    return (np.asarray(c, dtype=np.float32) * 255).round().astype(np.uint8)
+
+
+def make_video(
+    path: str | Path,
+    duration: float,
+    scenes: Iterable[Scene | tuple[float, float, str]] = (),
+    size: tuple[int, int] = (160, 120),
+    fps: int = 10,
+    codec: str = "libx264",
+    gop: int | None = None,
+    background: str = BACKGROUND,
+    seed: int = 0,
+    creation_time: str | None = None,
+) -> Path:
+    """Write an H.264 MP4 and return its path. ``gop`` defaults to 2 seconds of frames."""
+    scenes = [s if isinstance(s, Scene) else Scene(*s) for s in scenes]
+    w, h = size
+    rng = np.random.default_rng(seed)
+    bg = _rgb(background)
+    sq = max(4, min(w, h) // 8)
+    noise = rng.integers(-6, 7, size=(h, w, 1), dtype=np.int16)
+
+    def frames() -> Iterator[np.ndarray]:
+        for i in range(int(round(duration * fps))):
+            t = i / fps
+            colour = bg
+            for s in scenes:
+                if s.start <= t < s.end:
+                    colour = _rgb(s.colour)
+            img = np.clip(np.broadcast_to(colour, (h, w, 3)).astype(np.int16) + noise, 0, 255).astype(np.uint8)
+            x = int((i * 3) % max(1, w - sq))
+            img[h // 2 - sq // 2 : h // 2 + sq // 2, x : x + sq] = 255
+            yield img
+
+    meta = {"creation_time": creation_time} if creation_time else None
+    return write_video(path, frames(), size, fps, codec=codec, gop=gop, metadata=meta)
+
+
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    size: tuple[int, int],
+    fps: int,
+    codec: str = "libx264",
+    gop: int | None = None,
+    options: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Encode RGB frames (one per 1/fps) into a video file; ``gop`` defaults to 2 seconds of frames.
+
+    ``options`` are the encoder's; libx264 without options gets ``preset=ultrafast, tune=zerolatency``
+    (fast, no B-frames).
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    with av.open(str(path), mode="w") as out:
+        for k, v in (metadata or {}).items():
+            out.metadata[k] = v
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.gop_size = gop or 2 * fps
+        if options is None and codec == "libx264":
+            options = X264_FAST
+        if options:
+            stream.options = dict(options)
+        stream.time_base = fractions.Fraction(1, fps)
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+#: The demo archive: file name -> (duration, scenes). Times are what `vidsearch query` should find.
+#: Each file carries the creation time its name says (``2026-11-02_0900`` -> 2026-11-02T09:00:00Z),
+#: so ``--after/--before`` and the recorded times of ``events`` and ``export`` can be tried too.
+DEMO_ARCHIVE: dict[str, tuple[float, list[tuple[float, float, str]]]] = {
+    "cam-lobby/2026-11-02_0800.mp4": (90.0, [(20.0, 35.0, "red"), (60.0, 70.0, "blue")]),
+    "cam-lobby/2026-11-02_0900.mp4": (75.0, [(5.0, 12.0, "yellow"), (40.0, 52.0, "red")]),
+    "cam-street/2026-11-02_0800.mp4": (120.0, [(30.0, 45.0, "green"), (95.0, 110.0, "orange")]),
+}
+
+
+def demo_creation_time(rel: str) -> str:
+    """The recording start a demo file's name says: ``cam-lobby/2026-11-02_0900.mp4`` -> ``2026-11-02T09:00:00Z``."""
+    day, hhmm = Path(rel).stem.split("_")
+    return f"{day}T{hhmm[:2]}:{hhmm[2:]}:00Z"
+
+
+def make_demo_archive(root: str | Path, size: tuple[int, int] = (320, 180)) -> list[Path]:
+    root = Path(root)
+    out = []
+    for i, (rel, (duration, scenes)) in enumerate(sorted(DEMO_ARCHIVE.items())):
+        out.append(make_video(root / rel, duration, scenes, size=size, seed=i, creation_time=demo_creation_time(rel)))
+    return out

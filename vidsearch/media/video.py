@@ -1,0 +1,295 @@
+"""PyAV adapter: probe a file and lazily yield sampled frames of a time range.
+
+Frames come out already resized by swscale (``frame.reformat``), as uint8 RGB arrays.
+Every PyAV/FFmpeg failure becomes a one-line :class:`VideoError`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from vidsearch.errors import VideoError
+from vidsearch.core.plan import Sampling
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    duration: float
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    frames: int | None
+    creation_time: str | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _av_error_text(e: Exception) -> str:
+    """FFmpeg's reason without the errno and path PyAV wraps it in."""
+    text = getattr(e, "strerror", None) or str(e).strip() or type(e).__name__
+    return str(text).splitlines()[0]
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Open the container and read what a planner needs. Raises VideoError on bad input."""
+    import av
+
+    path = str(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise VideoError(f"{path}: cannot read file ({e.strerror or e})") from None
+    if size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            streams = container.streams.video
+            if not streams:
+                raise VideoError(f"{path}: no video stream")
+            stream = streams[0]
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            if not duration and container.duration is not None:
+                duration = container.duration / 1_000_000
+            width = stream.codec_context.width
+            height = stream.codec_context.height
+            if not width or not height:
+                raise VideoError(f"{path}: video stream has no frame size (corrupt header?)")
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else None
+            meta = dict(container.metadata or {})
+            creation = meta.get("creation_time") or dict(stream.metadata or {}).get("creation_time")
+            if not duration:
+                duration = _duration_by_demux(container, stream)
+            if not duration or duration <= 0:
+                raise VideoError(f"{path}: no decodable video frames")
+            return VideoInfo(
+                path=path, duration=round(duration, 3), width=width, height=height, fps=fps,
+                codec=stream.codec_context.name, frames=stream.frames or None, creation_time=creation,
+            )
+    except VideoError:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
+        raise VideoError(f"{path}: not a readable video ({_av_error_text(e)})") from None
+
+
+def _duration_by_demux(container, stream) -> float | None:
+    """Last packet time, for containers whose header has no duration (raw streams, some .ts)."""
+    last = None
+    for packet in container.demux(stream):
+        if packet.pts is not None and packet.time_base is not None:
+            t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            last = t if last is None else max(last, t)
+    return last
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    start: float,
+    end: float,
+    sampling: Sampling,
+    size: int,
+    threads: str = "AUTO",
+    skip_unneeded: bool = True,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(pts_seconds, rgb uint8 array)`` sampled from ``[start, end)``, lazily.
+
+    The shortest side of each frame is resized to ``size`` with swscale. In fps mode the
+    first frame at or after each grid time ``k / fps`` is taken; in keyframes mode every
+    keyframe is (and non-key frames are not even decoded). In fps mode, packets no sampled
+    frame depends on are not decoded either (``skip_unneeded``, see :func:`_needed_packets`).
+    """
+    import av
+
+    from vidsearch.core.preprocess import resize_dims
+
+    path = str(path)
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise VideoError(f"{path}: not a readable video ({_av_error_text(e)})") from None
+    try:
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = threads
+        if sampling.mode == "keyframes":
+            stream.codec_context.skip_frame = "NONKEY"
+        tb = stream.time_base
+        start_pts = stream.start_time or 0
+        if start > 0 and tb:
+            try:
+                container.seek(int(start / tb) + start_pts, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError as e:
+                raise VideoError(f"{path}: cannot seek to {start:.0f}s ({_av_error_text(e)})") from None
+        targets = sampling.timestamps(start, end) if sampling.mode == "fps" else None
+        ti = 0
+        dims = None
+        if targets is not None and skip_unneeded and not stream.codec_context.has_b_frames:
+            frames = _decode(stream, _needed_packets(container.demux(stream), targets, start_pts, tb))
+        elif targets is None and skip_unneeded:
+            frames = _decode(stream, _keyframe_packets(container.demux(stream), start_pts, tb, end))
+        else:
+            frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.FFmpegError as e:
+                # A damaged packet in the middle of a file: keep what decoded, say where it stopped.
+                log.warning("%s: decoding stopped near %.1fs (%s)", path, start, _av_error_text(e))
+                break
+            if frame.pts is None:
+                continue
+            t = float((frame.pts - start_pts) * tb)
+            if t < start - 1e-6:
+                continue
+            if t >= end - 1e-6:
+                break
+            if targets is not None:
+                if ti >= len(targets):
+                    break
+                if t < targets[ti] - 1e-6:
+                    continue
+                # take this frame for every grid time it covers (a low-fps source skips none)
+                while ti < len(targets) and targets[ti] <= t + 1e-6:
+                    ti += 1
+            if dims is None:
+                dims = resize_dims(frame.width, frame.height, size)
+            img = frame.reformat(width=dims[0], height=dims[1], format="rgb24").to_ndarray()
+            yield round(t, 3), img
+    finally:
+        container.close()
+
+
+#: packets held while looking for the end of a GOP; a longer GOP is decoded whole (bounded memory)
+GOP_LOOKAHEAD = 600
+
+
+def _needed_packets(packets: Iterator, targets: list[float], start_pts: int, tb) -> Iterator:
+    """The packets that fps sampling needs decoded, in decode order.
+
+    Within a GOP (a keyframe packet up to the next one) a frame depends only on earlier packets
+    of the GOP, so the packets after the GOP's last sampled frame are dropped, and a GOP with no
+    sampled frame is dropped whole (at 1 fps with 2 s GOPs that halves decoding; below one
+    frame per GOP only keyframes are decoded). Demuxing stops once every grid time is covered.
+    Only GOPs whose packets carry strictly increasing timestamps are trimmed (no B-frame
+    reordering, no open GOP); once a packet breaks that rule, everything is decoded.
+    """
+    import bisect
+
+    ti = 0
+    enabled = True
+    prev = float("-inf")  # time of the last packet released
+    gop: list = []
+
+    def release(complete: bool) -> list:
+        nonlocal ti, enabled, prev
+        if not enabled:
+            return gop
+        if any(p.pts is None for p in gop):
+            enabled = False
+            return gop
+        times = [float((p.pts - start_pts) * tb) for p in gop]
+        if times[0] <= prev or any(b <= a for a, b in zip(times, times[1:])):
+            enabled = False  # reordered frames: a later packet may be an earlier frame's reference
+            return gop
+        prev = times[-1]
+        last_needed = -1
+        while ti < len(targets) and targets[ti] <= times[-1] + 1e-6:
+            last_needed = max(last_needed, bisect.bisect_left(times, targets[ti] - 1e-6))
+            ti += 1
+        if not complete or not gop[0].is_keyframe:
+            return gop  # cannot tell where the GOP ends (or where it began): decode it all
+        return gop[: last_needed + 1]
+
+    for pkt in packets:
+        if pkt.size == 0:  # the demuxer's end-of-stream packet; the caller flushes
+            continue
+        if pkt.is_keyframe and gop:
+            yield from release(True)
+            gop = []
+            if enabled and ti >= len(targets):
+                return  # every grid time is covered
+        gop.append(pkt)
+        if len(gop) >= GOP_LOOKAHEAD:
+            yield from release(False)
+            gop = []
+    if gop:
+        yield from release(True)
+
+
+def _keyframe_packets(packets: Iterator, start_pts: int, tb, end: float) -> Iterator:
+    """Keyframes mode: only the packets the container flags as keyframes reach the decoder (it
+    skips the others anyway, but parsing them costs ~15%), up to the first one at or after ``end``.
+    If the first packet is not flagged (a container without keyframe flags), every packet goes
+    to the decoder, whose ``skip_frame="NONKEY"`` then does the selection."""
+    first = True
+    trust = True
+    for pkt in packets:
+        if pkt.size == 0:
+            continue
+        if first:
+            trust, first = bool(pkt.is_keyframe), False
+        if not trust:
+            yield pkt
+            continue
+        if pkt.is_keyframe:
+            yield pkt
+            if pkt.pts is not None and float((pkt.pts - start_pts) * tb) >= end - 1e-6:
+                return
+
+
+def _decode(stream, packets: Iterator) -> Iterator:
+    for pkt in packets:
+        yield from stream.decode(pkt)
+    yield from stream.decode(None)  # flush: frames the decoder (and its threads) still hold
+
+
+def read_frame_at(path: str | os.PathLike, t: float, max_side: int = 480) -> np.ndarray:
+    """One RGB frame at (or just after) ``t`` seconds, for thumbnails. Raises VideoError."""
+    import av
+
+    path = str(path)
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            tb = stream.time_base
+            start_pts = stream.start_time or 0
+            container.seek(int(max(0.0, t) / tb) + start_pts, stream=stream, backward=True)
+            best = None
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                best = frame
+                if float((frame.pts - start_pts) * tb) >= t - 1e-3:
+                    break
+            if best is None:
+                raise VideoError(f"{path}: no frame at {t:.1f}s")
+            scale = min(1.0, max_side / max(best.width, best.height))
+            w = max(2, int(best.width * scale) // 2 * 2)
+            h = max(2, int(best.height * scale) // 2 * 2)
+            return best.reformat(width=w, height=h, format="rgb24").to_ndarray()
+    except VideoError:
+        raise
+    except (av.FFmpegError, OSError, IndexError) as e:
+        raise VideoError(f"{path}: cannot read a frame at {t:.1f}s ({_av_error_text(e)})") from None
+
+
+def file_signature(path: str | os.PathLike) -> tuple[int, int]:
+    """(size, mtime_ns): cheap change detection before re-hashing a file."""
+    st = Path(path).stat()
+    return st.st_size, st.st_mtime_ns
