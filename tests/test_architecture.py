@@ -1,9 +1,9 @@
 """The package's shape, checked from the source: no import cycles, layers only point down.
 
 Every module of ``vidsearch/`` and ``workers/`` is parsed (never imported). Each import, also one
-inside a function, a ``try`` or ``if TYPE_CHECKING``, is resolved to the modules it loads: the named module and the parent
-packages whose ``__init__`` a dotted import runs (not the importer's own ancestors: they ran before
-it). A ``from P import name`` where ``name`` is no submodule depends on ``P`` itself.
+inside a function, a ``try`` or ``if TYPE_CHECKING``, is resolved to the modules it loads: the named
+module and the parent packages whose ``__init__`` a dotted import runs (not the importer's own
+ancestors: they ran before it). ``from P import name`` where ``name`` is no submodule needs ``P``.
 """
 from __future__ import annotations
 
