@@ -118,7 +118,7 @@ def module_imports(name: str, path: Path, known, packages=PACKAGES) -> dict[str,
                 continue  # the importer's own parents ran before it
             if target not in known and not explicit:
                 continue  # a namespace-like parent with no __init__.py of its own
-            found.setdefault(target, node.lineno)
+            found[target] = min(found.get(target, node.lineno), node.lineno)  # walk is not in line order
     return found
 
 
