@@ -45,7 +45,7 @@ def cli_markdown() -> str:
 
 
 def frames_schema_json() -> str:
-    from vidsearch.index.store import frames_schema
+    from vidsearch.index.shards import frames_schema
 
     schema = frames_schema(512)
     fields = []
@@ -65,7 +65,8 @@ def frames_schema_json() -> str:
 
 
 def frame_text_schema_json() -> str:
-    from vidsearch.ocr.channel import OCR_CHANNEL, text_schema
+    from vidsearch.ocr.channel import OCR_CHANNEL
+    from vidsearch.ocr.schema import text_schema
 
     schema = text_schema()
     fields = [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]

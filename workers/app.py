@@ -11,8 +11,8 @@ Configuration (environment):
 ``VIDSEARCH_PROVIDERS``, ``VIDSEARCH_THREADS``, ``VIDSEARCH_VISIBILITY_TIMEOUT``
     as for the rest of vidsearch.
 
-The task is thin: it resolves the chunk's model and index directory and calls
-:func:`vidsearch.ingest.pipeline.process_chunk` (OCR-channel chunks need no model). Bad input is
+The task is thin: it resolves the chunk's index directory (and its model, for a channel that needs
+one) and calls :func:`vidsearch.ingest.channels.process_chunk`. Bad input is
 recorded (``.failed``) and not retried; I/O trouble is retried with exponential backoff.
 One ONNX Runtime session per worker process, created by its first chunk.
 """
@@ -24,12 +24,11 @@ import socket
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from vidsearch.ingest.celery import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
-from vidsearch.errors import ModelError, TransientError, UserError, one_line
-from vidsearch.ingest.pipeline import process_chunk
-from vidsearch.ocr.channel import is_ocr_channel
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.index.store import IndexStore
+from vidsearch.errors import ModelError, TransientError, UserError, one_line
+from vidsearch.index.shards import IndexStore
+from vidsearch.ingest.celery import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
+from vidsearch.ingest.channels import channel_for, process_chunk
 
 log = logging.getLogger("vidsearch.worker")
 
@@ -115,7 +114,7 @@ def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 3
                     f"{spec.path}: not found on worker {socket.gethostname()} "
                     "(mount the archive at the same path as on the submitting machine)"
                 )
-            encoder = None if is_ocr_channel(spec.model_id) else get_encoder(spec.model_id)
+            encoder = get_encoder(spec.model_id) if channel_for(spec.model_id).needs_encoder else None
             marker = process_chunk(spec, encoder, store, batch_size)
         return task_result("done", spec, frames=int(marker.get("frames", 0)), seconds=marker.get("seconds"))
     except UserError as e:  # corrupt video, missing model: recorded, not retried

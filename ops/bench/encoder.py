@@ -197,9 +197,11 @@ def make_archive(root: Path, videos: int, seconds: float, fps: int) -> list[Path
 
 
 def bench_ingest(info: ModelInfo, provider: str, archive: Path, args, cache_root: Path) -> dict:
-    from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
+    from vidsearch.ingest.local import LocalBackend
+    from vidsearch.ingest.pipeline import ingest
+    from vidsearch.ingest.plan import IngestOptions
     from vidsearch.core.plan import Sampling
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     os.environ["VIDSEARCH_TRT_CACHE"] = str(cache_root)
     enc = Encoder(info, providers=provider, intra_op_threads=args.threads)

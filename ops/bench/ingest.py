@@ -73,7 +73,7 @@ def get_model(args):
 
 def videos_of(args) -> list[Path]:
     if args.archive:
-        from vidsearch.ingest.pipeline import scan
+        from vidsearch.ingest.plan import scan
 
         return scan([args.archive])[0]
     return _encoder_bench().make_archive(Path(args.work) / "archive-1080p", args.videos, args.video_seconds, args.video_fps)
@@ -138,7 +138,7 @@ def plan_specs(videos: list[Path], info, sampling, chunk_s: float):
 
 
 def decode_only(videos, info, sampling, chunk_s: float) -> dict:
-    from vidsearch.ingest.pipeline import sampled_crops
+    from vidsearch.ingest.embed import sampled_crops
 
     specs = plan_specs(videos, info, sampling, chunk_s)
     t0 = time.perf_counter()
@@ -161,8 +161,10 @@ def encode_only(info, encoder, frames: int, batch: int) -> dict:
 
 
 def vidsearch_ingest(videos, info, encoder, sampling, args, progress=None) -> dict:
-    from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
-    from vidsearch.index.store import IndexStore
+    from vidsearch.ingest.local import LocalBackend
+    from vidsearch.ingest.pipeline import ingest
+    from vidsearch.ingest.plan import IngestOptions
+    from vidsearch.index.shards import IndexStore
 
     with tempfile.TemporaryDirectory(prefix="vidsearch-bench-") as tmp:
         root = Path(tmp) / "archive"

@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from vidsearch.ocr.channel import ocr_chunk, plan_ocr, shared_embedder, shared_reader  # noqa: E402
-from vidsearch.index.store import IndexStore  # noqa: E402
+from vidsearch.index.shards import IndexStore  # noqa: E402
 from vidsearch.demo.synth_text import make_text_video  # noqa: E402
 
 TEXTS = ["EMERGENCY EXIT", "FRESH BREAD", "VAN 42 DELIVERY", "NO PARKING"]

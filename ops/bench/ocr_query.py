@@ -43,10 +43,12 @@ class Line:
 def build(store, videos: int, hours: float, chunk_s: float) -> None:
     from vidsearch.ocr.channel import OCR_CHANNEL, TEXT_DIM, _rows_table
     from vidsearch.core.plan import ChunkSpec
+    from vidsearch.index.catalog import Catalog
+    from vidsearch.ingest.channels import sync_catalog
 
     rng = np.random.default_rng(0)
     signs = ["EMERGENCY EXIT", "FRESH BREAD", "NO PARKING", "PHARMACY"]
-    with store.catalog() as cat:
+    with Catalog(store) as cat:
         for v in range(videos):
             vid, path = f"{v:064x}", f"/archive/cam{v:03d}.mp4"
             cat.upsert_video(vid, {"path": path, "duration": hours * 3600, "width": 1920, "height": 1080}, 1)
@@ -65,7 +67,7 @@ def build(store, videos: int, hours: float, chunk_s: float) -> None:
                 vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
                 store.write_table_shard(spec, _rows_table(spec, rows, dict(zip(distinct, vecs))),
                                         extra={"frames": len(pts), "sampled": pts.tolist()})
-        cat.sync()
+        sync_catalog(cat)
 
 
 def main(argv=None) -> int:
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
     from vidsearch.ocr import textcache
     from vidsearch.ocr.channel import OCR_CHANNEL, _read_lines, text_ranges
     from vidsearch.ocr.sentence import available
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     store = IndexStore(work / "index")
     if not store.catalog_path.exists():

@@ -101,7 +101,9 @@ def build_index(work: Path, args) -> dict:
     from vidsearch.models.encoder import Encoder
     from vidsearch.demo.models import install_model, tiny_random_model
     from vidsearch.core.plan import ChunkSpec, Sampling, plan_chunks
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.catalog import Catalog
+    from vidsearch.index.shards import IndexStore
+    from vidsearch.ingest.channels import sync_catalog
 
     want = {"frames": args.frames, "videos": args.videos, "dim": args.dim, "chunk_s": args.chunk_s, "seed": 0, "format": 1}
     stamp = work / "index.json"
@@ -120,7 +122,7 @@ def build_index(work: Path, args) -> dict:
     planted = []
     sampling = Sampling("fps", 1.0).key
     t0 = time.perf_counter()
-    with store.catalog() as cat:
+    with Catalog(store) as cat:
         cat.register_model(info.model_id, info.name, info.dim, info.to_json())
         for v in range(args.videos):
             vid = f"{v:064x}"
@@ -143,8 +145,8 @@ def build_index(work: Path, args) -> dict:
         if v % 20 == 19:
             el = time.perf_counter() - t0
             log(f"  wrote {v + 1}/{args.videos} videos ({(v + 1) * per_video / el:,.0f} frames/s)")
-    with store.catalog() as cat:
-        cat.sync()
+    with Catalog(store) as cat:
+        sync_catalog(cat)
     build_s = time.perf_counter() - t0
     out = {**want, "model_id": info.model_id, "home": str(home), "index": str(store.root), "planted": planted,
            "rows": per_video * args.videos, "write_s": round(build_s, 1)}
@@ -158,7 +160,7 @@ def build_index(work: Path, args) -> dict:
 def child_numpy(meta: dict, repeat: int) -> dict:
     """float32 ``emb @ q`` over the same rows, in RAM: the memory-bandwidth bound."""
     from vidsearch.index.matrix import MatrixCache
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     index = MatrixCache(IndexStore(meta["index"]), meta["model_id"]).open(refresh=False)
     emb = np.empty(index.emb.shape, np.float32)
@@ -191,7 +193,7 @@ def child_vidsearch(meta: dict, repeat: int) -> dict:
     from vidsearch.models.encoder import Encoder
     from vidsearch.models.contract import load_model_info
     from vidsearch.query.engine import load_frame_index, search_vector
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     store = IndexStore(meta["index"])
     parts = {"text": [], "load": [], "score": [], "search": [], "total": []}
@@ -221,7 +223,8 @@ def child_vidsearch(meta: dict, repeat: int) -> dict:
 def child_duckdb(meta: dict, repeat: int) -> dict:
     from vidsearch.models.encoder import Encoder
     from vidsearch.models.contract import load_model_info
-    from vidsearch.index.store import IndexStore, model_slug
+    from vidsearch.index.catalog import Catalog
+    from vidsearch.index.shards import IndexStore, model_slug
 
     q = Encoder(load_model_info(MODEL_NAME)).encode_texts([QUERY])[0]
     dim = len(q)
@@ -229,7 +232,7 @@ def child_duckdb(meta: dict, repeat: int) -> dict:
     sql = (f"SELECT video_id, pts, array_cosine_similarity(embedding, ?::FLOAT[{dim}]) AS s "
            f"FROM frames_{model_slug(meta['model_id'])} ORDER BY s DESC LIMIT 50")
     times, rows = [], None
-    with store.catalog(read_only=True) as cat:
+    with Catalog(store, read_only=True) as cat:
         for _ in range(repeat):
             t = time.perf_counter()
             rows = cat.con.execute(sql, [q.tolist()]).fetchall()
@@ -253,7 +256,7 @@ def bench_matrix_upkeep(meta: dict, args) -> dict:
     """Full build from Parquet, appending one new video, the no-change check."""
     from vidsearch.index.matrix import MatrixCache
     from vidsearch.core.plan import ChunkSpec, Sampling, plan_chunks
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     os.environ["VIDSEARCH_HOME"] = meta["home"]
     store = IndexStore(meta["index"])
@@ -337,7 +340,7 @@ def main(argv=None) -> int:
     else:  # make sure it exists before the timed runs
         os.environ["VIDSEARCH_HOME"] = meta["home"]
         from vidsearch.index.matrix import refresh
-        from vidsearch.index.store import IndexStore
+        from vidsearch.index.shards import IndexStore
 
         refresh(IndexStore(meta["index"]), meta["model_id"])
 

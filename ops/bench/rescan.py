@@ -54,11 +54,13 @@ def main(argv=None) -> int:
     work = Path(args.work) / f"rescan-{args.videos}x{args.video_seconds:g}s"
     os.environ["VIDSEARCH_HOME"] = str(work / "home")  # before vidsearch reads its config
     from vidsearch.models.encoder import Encoder
-    from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest, scan
+    from vidsearch.ingest.local import LocalBackend
+    from vidsearch.ingest.pipeline import ingest
+    from vidsearch.ingest.plan import IngestOptions, scan
     from vidsearch.demo.models import colour_model, install_model
     from vidsearch.models.contract import load_model_info
     from vidsearch.core.plan import Sampling
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
     from vidsearch.media.video import file_signature
 
     log(f"archive: {args.videos} videos x {args.video_seconds:g} s under {work} ...")
@@ -76,7 +78,9 @@ def main(argv=None) -> int:
     first = rerun()
     if first.chunks_done:
         log(f"first ingest: {first.chunks_done} chunks in {first.wall_s:.1f} s (not part of the benchmark)")
-    with store.catalog(read_only=True) as cat:
+    from vidsearch.index.catalog import Catalog
+
+    with Catalog(store, read_only=True) as cat:
         ids = dict(cat.con.execute("SELECT path, video_id FROM files WHERE status = 'indexed'").fetchall())
 
     def floor() -> int:

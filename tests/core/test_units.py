@@ -43,7 +43,7 @@ def test_chunk_id_is_stable_and_depends_on_settings():
 
 
 def test_progress_counts_each_second_of_video_once_with_ocr():
-    from vidsearch.ingest.pipeline import IngestPlan
+    from vidsearch.ingest.plan import IngestPlan
     from vidsearch.ocr.channel import OCR_CHANNEL, plan_ocr
     from vidsearch.core.plan import plan_video
 
@@ -51,7 +51,7 @@ def test_progress_counts_each_second_of_video_once_with_ocr():
     image = plan_video(vid, "/a.mp4", 25.0, "m@1", Sampling(), 10)
     ocr = plan_ocr(vid, "/a.mp4", 25.0, 10)
     assert IngestPlan(image, 0, {}, {}, [], 1, []).seconds_todo == pytest.approx(25.0)
-    both = IngestPlan(image + ocr, 0, {}, {}, [], 1, [], [OCR_CHANNEL])
+    both = IngestPlan(image + ocr, 0, {}, {}, [], 1, [], ["m@1", OCR_CHANNEL])
     assert both.seconds_todo == pytest.approx(25.0)
     # adding --ocr to an indexed archive: only the OCR chunks are left, each stands for its whole range
     only_ocr = IngestPlan(ocr, 0, {}, {}, [], 1, [], [OCR_CHANNEL])

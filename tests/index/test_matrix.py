@@ -1,4 +1,4 @@
-"""The search matrix (vidsearch/matrix.py): a float16 memory-mapped copy of the shards, kept in step with them."""
+"""The search matrix (vidsearch/index/matrix.py): a float16 memory-mapped copy of the shards, kept in step with them."""
 from __future__ import annotations
 
 import json
@@ -13,10 +13,13 @@ import pytest
 from conftest import run_cli
 from vidsearch.index import matrix as M
 from vidsearch.models.encoder import Encoder
-from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
+from vidsearch.ingest.local import LocalBackend
+from vidsearch.ingest.pipeline import ingest
+from vidsearch.ingest.plan import IngestOptions
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.query.engine import load_frame_index, text_query
-from vidsearch.index.store import IndexStore
+from vidsearch.index.frames import load_frame_index, open_matrix, read_parquet_index
+from vidsearch.query.engine import text_query
+from vidsearch.index.shards import IndexStore
 
 
 def do_ingest(store: IndexStore, info, root: Path):
@@ -35,7 +38,7 @@ def by_video(index) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def assert_matches_parquet(store: IndexStore, model_id: str, index=None) -> None:
     """The cached index holds exactly the rows of the done shards (float16-rounded), per video in time order."""
     index = index if index is not None else load_frame_index(store, model_id)
-    ref = by_video(M.read_parquet_index(store, model_id))
+    ref = by_video(read_parquet_index(store, model_id))
     got = by_video(index)
     assert sorted(got) == sorted(ref)
     for vid, (pts, emb) in ref.items():
@@ -89,7 +92,7 @@ def test_append_then_rebuild_when_shards_change(indexed):
     # a shard rewritten with other values: full rebuild into a new generation
     spec, rec = a_spec(store, mid, "noon.mp4")
     old = load_frame_index(store, mid)  # mapped, not read yet
-    old_values = by_video(M.read_parquet_index(store, mid))
+    old_values = by_video(read_parquet_index(store, mid))
     store.write_shard(spec, np.arange(spec.start, spec.end), -np.ones((int(spec.end - spec.start), info.dim), np.float32) / np.sqrt(info.dim))
     cache.refresh()
     assert cache.last_action == "rebuild" and cache.read_manifest()["gen"] == 2
@@ -169,7 +172,7 @@ def test_concurrent_first_queries_build_once(indexed):
 
     def worker():
         try:
-            results.append(by_video(M.MatrixCache(store, mid).open()))
+            results.append(by_video(open_matrix(M.MatrixCache(store, mid))))
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
@@ -180,7 +183,7 @@ def test_concurrent_first_queries_build_once(indexed):
         t.join()
     assert not errors and len(results) == 4
     assert M.MatrixCache(store, mid).read_manifest()["gen"] == 1  # built once; the others found it fresh
-    ref = by_video(M.read_parquet_index(store, mid))
+    ref = by_video(read_parquet_index(store, mid))
     for r in results:
         assert sorted(r) == sorted(ref)
 
@@ -202,7 +205,7 @@ def test_float16_ranking_matches_float32(home, colour, archive, monkeypatch):
     monkeypatch.setenv("VIDSEARCH_MATRIX_DTYPE", "float32")
     f32 = load_frame_index(store, colour.model_id)  # the dtype changed: rebuilt as float32
     assert f32.emb.dtype == np.float32 and M.MatrixCache(store, colour.model_id).read_manifest()["dtype"] == "float32"
-    parquet = M.read_parquet_index(store, colour.model_id)
+    parquet = read_parquet_index(store, colour.model_id)
     a, b, c = ranked(f16), ranked(f32), ranked(parquet)
     assert a == b == c
     assert len(a["red"]) == 2 and len(a["blue"]) == 2 and len(a["green"]) == 1

@@ -246,7 +246,7 @@ def test_celery_ingest_gives_the_same_rows_as_local(cluster, archive, runner, tm
     from vidsearch.ingest.celery import TASK_NAME, make_celery
     from vidsearch.models.contract import sha256_file
     from vidsearch.core.plan import ChunkSpec
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     morning = archive / "cam-a" / "morning.mp4"
     bait = ChunkSpec(sha256_file(morning), str(morning), 0.0, 5.0, "fps=1", cluster.model.model_id, 5.0)
@@ -282,7 +282,7 @@ def test_worker_killed_mid_chunk_every_chunk_done_exactly_once(cluster, long_arc
     assert sorted(v["pending"] for v in st["per_video"]) == [12, 12, 12]
 
     from vidsearch.core.plan import ChunkSpec
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     store = IndexStore(cluster.index)
     r = cluster.redis.client()
@@ -373,7 +373,7 @@ def test_a_task_lost_by_the_broker_is_sent_again(cluster, archive):
     assert "the broker lost 1 queued chunks" in err
     assert rep["chunks_done"] == 10 and rep["pending"] == 0
     from vidsearch.core.plan import ChunkSpec
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     assert IndexStore(cluster.index).is_done(ChunkSpec.from_dict(lost_chunk))
     check_exactly_once(cluster.index, 95)
@@ -391,7 +391,7 @@ def test_corrupt_files_are_reported_and_do_not_stall_the_queue(cluster, archive)
     # a chunk that (we pretend) killed its worker three times already: a poison task
     from vidsearch.models.contract import sha256_file
     from vidsearch.core.plan import Sampling, plan_video
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     store = IndexStore(cluster.index)
     evening = archive / "cam-b" / "evening.mp4"
@@ -460,7 +460,7 @@ def test_celery_app_settings():
 
 def _write_same_shard(root: str, seed: int, n: int, errors_file: str) -> None:
     from vidsearch.core.plan import ChunkSpec
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     spec = ChunkSpec("ab" * 32, "/archive/x.mp4", 0.0, 5.0, "fps=1", "m@000000000001", 5.0)
     store = IndexStore(root)
@@ -480,7 +480,7 @@ def test_concurrent_deliveries_of_one_chunk_leave_one_complete_shard(tmp_path):
     import pyarrow.parquet as pq
 
     from vidsearch.core.plan import ChunkSpec
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     spec = ChunkSpec("ab" * 32, "/archive/x.mp4", 0.0, 5.0, "fps=1", "m@000000000001", 5.0)
     store = IndexStore(tmp_path / "index")

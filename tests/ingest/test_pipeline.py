@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ARCHIVE, make_audio_only, run_cli
-from vidsearch.index.store import IndexStore
+from vidsearch.index.shards import IndexStore
 from vidsearch.demo.synth import make_video
 
 

@@ -12,10 +12,13 @@ import pytest
 
 from vidsearch.media import video as V
 from vidsearch.models.encoder import Encoder
-from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, _prefetch, ingest
+from vidsearch.ingest.local import LocalBackend
+from vidsearch.ingest.pipeline import ingest
+from vidsearch.ingest.plan import IngestOptions
+from vidsearch.media.prefetch import prefetch as _prefetch
 from vidsearch.core.plan import Sampling
 from vidsearch.query.engine import load_frame_index
-from vidsearch.index.store import IndexStore
+from vidsearch.index.shards import IndexStore
 from vidsearch.demo.synth import make_video
 
 

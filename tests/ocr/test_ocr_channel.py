@@ -17,7 +17,7 @@ import pytest
 from conftest import run_cli
 from vidsearch.ocr.channel import OCR_CHANNEL, TextRange, hit_ranges, intersect, select_frames
 from vidsearch.core.ranges import TimeRange
-from vidsearch.index.store import model_slug
+from vidsearch.index.shards import model_slug
 
 # --- pure parts -----------------------------------------------------------------------------
 

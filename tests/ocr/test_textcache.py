@@ -15,7 +15,8 @@ import pytest
 from vidsearch.ocr import textcache
 from vidsearch.ocr.channel import OCR_CHANNEL, TEXT_DIM, _rows_table, text_ranges
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.index.store import IndexStore
+from vidsearch.index.catalog import Catalog
+from vidsearch.index.shards import IndexStore
 
 pytestmark = pytest.mark.ocr("rapidfuzz")  # text matching
 
@@ -54,7 +55,7 @@ def store(tmp_path):
     write_chunk(store, a, 0, 20, {6.0: "EMERGENCY EXIT", 8.0: "EMERGENCY EXIT"})
     write_chunk(store, a, 20, 40, {})
     write_chunk(store, b, 0, 20, {10.0: "EXIT ONLY", 12.0: "FRESH BREAD"})
-    with store.catalog() as cat:
+    with Catalog(store) as cat:
         for vid, d in ((a, 40.0), (b, 20.0)):
             cat.upsert_video(vid, {"path": f"/archive/{vid[:4]}.mp4", "duration": d, "width": 640, "height": 360}, 1)
     for d in store.shards_root.glob("*/*/*"):

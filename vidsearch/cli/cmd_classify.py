@@ -43,7 +43,7 @@ def classify_cmd(ctx, labels, templates, model, providers, video_glob, after, be
     from vidsearch.models.encoder import Encoder
     from vidsearch.retro.service import classify_frames
     from vidsearch.query.engine import pick_model
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     names = parse_labels(labels)
     store = IndexStore(ctx.index)

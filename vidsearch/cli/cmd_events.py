@@ -43,7 +43,7 @@ def events_cmd(ctx, text, model, providers, video_glob, high, low, smooth_s, min
     from vidsearch.retro.events import CSV_COLUMNS, csv_rows, summarise
     from vidsearch.retro.service import find_events
     from vidsearch.query.engine import pick_model
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     if not text and not images:
         raise click.UsageError('say what to look for: vidsearch events "a package on the doorstep" (or --image PATH)')

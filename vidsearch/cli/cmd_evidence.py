@@ -35,7 +35,7 @@ def evidence_cmd(ctx, results, out_dir, model, providers, no_clips, reencode, pa
     """
     from vidsearch.errors import VidsearchError
     from vidsearch.evidence.export import catalog_context, export_evidence, load_results, score_series
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     data = load_results(results, stdin=sys.stdin)
     store = IndexStore(ctx.index)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
-from vidsearch.ingest.pipeline import IngestOptions, LocalBackend, ingest
 from vidsearch.core.plan import DEFAULT_CHUNK_S, Sampling
-from vidsearch.index.store import IndexStore
+from vidsearch.index.shards import IndexStore
+from vidsearch.ingest.local import LocalBackend
+from vidsearch.ingest.pipeline import ingest
+from vidsearch.ingest.plan import IngestOptions
 from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 from .common import load_encoder, model_option, providers_option, semantics_warning
 
@@ -66,7 +68,7 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
     are picked up incrementally. Bad files are reported and recorded; the rest goes on.
     """
     sampling = Sampling("keyframes") if keyframes else Sampling("fps", fps)
-    options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size, ocr=ocr)
+    options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size, channels=("ocr",) if ocr else ())
     if ocr and backend == "local":  # with celery the workers need the extra, not the submitter
         from vidsearch.ocr.channel import require_ocr
 
@@ -99,7 +101,7 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
             f"{report.seconds_indexed:.0f}s of video in {report.wall_s:.1f}s ({rate:.1f}x realtime)"
         )
         if ocr:
-            click.echo(f"on-screen text read in {report.ocr_frames} frames")
+            click.echo(f"on-screen text read in {report.channel_frames.get('ocr_frames', 0)} frames")
         if report.pending:
             click.echo(f"{report.pending} chunks queued for workers; see `vidsearch status`")
         if report.providers:

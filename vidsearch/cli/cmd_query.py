@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from vidsearch.query.engine import load_frame_index, parse_when, pick_model, text_query
-from vidsearch.index.store import IndexStore
+from vidsearch.index.shards import IndexStore
 from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
 from .queryopts import refine_options, skipped_note

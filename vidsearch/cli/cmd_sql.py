@@ -45,7 +45,7 @@ def sql_cmd(ctx, query, model, providers, limit, as_json, as_csv):
     that starts with a "--" comment.
     """
     from vidsearch.index.sql import run_sql
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     if query == "-":
         query = sys.stdin.read()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from vidsearch.errors import IndexError_
-from vidsearch.index.store import IndexStore
+from vidsearch.index.shards import IndexStore
+from vidsearch.ingest.status import index_status
 from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 
 
@@ -18,15 +18,7 @@ from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 @handle_errors
 def status_cmd(ctx, per_video, rebuild, as_json):
     """Summarise the index: videos, hours, frames, chunks pending / done / failed, failures."""
-    store = IndexStore(ctx.index)
-    if not store.exists():
-        raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
-    with store.catalog() as cat:
-        # workers may have finished (or retried) chunks since the last look; a catalog that knows
-        # no chunk at all (deleted, or shards copied in) is rebuilt from every marker
-        full = rebuild or not cat.con.execute("SELECT count(*) FROM chunks").fetchall()[0][0]
-        cat.sync(None if full else cat.unsettled_specs())
-        summary = cat.summary()
+    summary = index_status(IndexStore(ctx.index), rebuild=rebuild)
     if not per_video and not as_json:
         summary.pop("per_video")
     if as_json:

@@ -1,4 +1,4 @@
--- The DuckDB catalog (catalog.duckdb) of a vidsearch index. Loaded by vidsearch/store.py.
+-- The DuckDB catalog (catalog.duckdb) of a vidsearch index. Loaded by vidsearch/index/catalog.py.
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS files (
     path VARCHAR PRIMARY KEY,

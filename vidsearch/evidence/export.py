@@ -45,6 +45,7 @@ from vidsearch.errors import first_line, UserError, VideoError
 from vidsearch.models.contract import IMAGE_FILE, TEXT_FILE, sha256_file
 from vidsearch.core.ranges import format_ts, smooth
 from vidsearch.media.thumbs import write_thumbnail
+from vidsearch.index.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -240,11 +241,11 @@ def catalog_context(store, model_id: str) -> tuple[dict, dict[str, dict]]:
     videos: dict[str, dict] = {}
     if not store.catalog_path.exists():
         return model_meta, videos
-    with store.catalog(read_only=True) as cat:
-        rows = cat.con.execute("SELECT name, info FROM models WHERE model_id = ?", [model_id]).fetchall()
-        if rows:
-            model_meta = {"name": rows[0][0], **json.loads(rows[0][1] or "{}")}
-        for vid, dur, ct in cat.con.execute("SELECT video_id, duration, creation_time FROM videos").fetchall():
+    with Catalog(store, read_only=True) as cat:
+        row = cat.model_row(model_id)
+        if row:
+            model_meta = {"name": row[0], **json.loads(row[1] or "{}")}
+        for vid, _path, dur, ct in cat.video_meta():
             videos[vid] = {"duration": dur, "creation_time": ct}
     return model_meta, videos
 

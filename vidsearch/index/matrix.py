@@ -37,19 +37,18 @@ after the manifest points at the new ones (a reader that mapped them keeps its i
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from vidsearch.errors import first_line
-from vidsearch.index.store import IndexStore, _write_json_atomic, model_slug
+from vidsearch.index.shards import IndexStore, model_slug, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +295,9 @@ class MatrixCache:
                 out[f"{rel_dir}/{e.name[:-5]}"] = (st.st_mtime_ns, st.st_size)
         return out
 
-    def open(self, refresh: bool = True):
-        """The model's :class:`~vidsearch.query.engine.FrameIndex`, its ``emb`` memory-mapped (refreshed first)."""
+    def open(self, refresh: bool = True) -> "MatrixRows":
+        """The model's rows, ``emb`` memory-mapped (refreshed first); :func:`vidsearch.index.frames.load_frame_index`
+        makes them a :class:`~vidsearch.index.frames.FrameIndex`."""
         for attempt in range(5):
             manifest = self.refresh() if refresh else self.read_manifest()
             if manifest is None:
@@ -305,20 +305,18 @@ class MatrixCache:
 
                 raise IndexError_(f"no search matrix for {self.model_id} in {self.store.root}: run a query to build it")
             try:
-                return self._frame_index(manifest)
+                return self._mapped(manifest)
             except FileNotFoundError:  # a concurrent rebuild removed this generation: read the new manifest
                 if attempt == 4:
                     raise
                 time.sleep(0.05)
         raise AssertionError("unreachable")
 
-    def _frame_index(self, m: dict):
-        from vidsearch.query.engine import FrameIndex
-
+    def _mapped(self, m: dict) -> "MatrixRows":
         rows, dim, gen, dtype = int(m["rows"]), int(m["dim"]), int(m["gen"]), m["dtype"]
         videos = list(m["videos"])
         if rows == 0 or dim == 0:
-            return FrameIndex(self.model_id, [], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32))
+            return MatrixRows([], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32))
         emb = np.memmap(self._emb_path(gen, dtype), dtype=np.dtype(dtype), mode="r", shape=(rows, dim))
         pts = np.fromfile(self._pts_path(gen), dtype=np.float64, count=rows)
         codes = np.fromfile(self._codes_path(gen), dtype=np.int32, count=rows)
@@ -328,7 +326,7 @@ class MatrixCache:
         for code, r0, n in m["segments"]:
             groups.setdefault(int(code), []).append(np.arange(r0, r0 + n, dtype=np.int64))
         rows_by_video = {c: (g[0] if len(g) == 1 else np.concatenate(g)) for c, g in groups.items()}
-        return FrameIndex(self.model_id, videos, codes, pts, emb, video_rows=rows_by_video)
+        return MatrixRows(videos, codes, pts, emb, rows_by_video)
 
     # -- writing ---------------------------------------------------------------------------
     def refresh(self) -> dict:
@@ -382,101 +380,81 @@ class MatrixCache:
                  "videos": [], "segments": []}
         for p in (self._emb_path(gen, self.dtype), self._pts_path(gen), self._codes_path(gen)):
             p.unlink(missing_ok=True)
-        manifest = self._append(empty, {}, markers, dirs, scan_start, previous=old)
+        manifest = self._append(empty, {}, markers, dirs, scan_start)
         self.last_action = "rebuild"
         return manifest
 
     def _append(self, manifest: dict, table: dict[str, list], new: dict[str, tuple[int, int]],
-                dirs: dict[str, int], scan_start: int, previous: dict | None = None) -> dict:
+                dirs: dict[str, int], scan_start: int) -> dict:
         """Append the rows of the ``new`` markers; then commit a manifest (and shard table)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         gen, dtype = int(manifest["gen"]), manifest["dtype"]
         rows, dim = int(manifest["rows"]), int(manifest["dim"])
         videos: list[str] = list(manifest["videos"])
         code_of = {v: i for i, v in enumerate(videos)}
         table = dict(table)
         paths = (self._emb_path(gen, dtype), self._pts_path(gen), self._codes_path(gen))
-        sizes = (rows * dim * np.dtype(dtype).itemsize, rows * 8, rows * 4)
-        files = []
-        try:
-            for p, size in zip(paths, sizes):
-                f = open(p, "r+b" if p.exists() else "w+b")
-                files.append(f)
-                f.truncate(size)  # drop what a crashed append left past the committed rows
-                f.seek(size)
-            buf_e: list[np.ndarray] = []
-            buf_p: list[np.ndarray] = []
-            buf_c: list[np.ndarray] = []
-            buffered = 0
-
-            def flush() -> None:
-                nonlocal buffered
-                if buffered:
-                    files[0].write(np.ascontiguousarray(np.concatenate(buf_e)).tobytes())
-                    files[1].write(np.concatenate(buf_p).tobytes())
-                    files[2].write(np.concatenate(buf_c).tobytes())
-                    buf_e.clear(), buf_p.clear(), buf_c.clear()
-                    buffered = 0
-
+        with _RowWriter(paths, (rows * dim * np.dtype(dtype).itemsize, rows * 8, rows * 4)) as out:
             # in video order, then time order: a full build lays out each video contiguously
             for key in sorted(new, key=_key_order):
-                mtime, size = new[key]
-                rel_dir, name = key.rsplit("/", 1)
-                d = self.base / rel_dir
-                try:
-                    vid, start, shard = _shard_of(d, name)
-                    with pa.memory_map(str(d / shard)) as src:  # ~3x faster than pq.read_table for small files
-                        t = pq.ParquetFile(src).read(columns=["pts", "embedding"], use_threads=False)
-                except (OSError, ValueError) as e:
-                    # a marker without a readable shard: leave it out (listed again when its directory changes)
-                    log.warning("search matrix: skipping %s (%s)", d / name, first_line(e))
+                shard = self._read_shard(key, dim)
+                if shard is None:
                     continue
-                n = t.num_rows
+                vid, start, pts, emb = shard
                 code = -1
-                if n:
-                    col = t.column("embedding").combine_chunks()
-                    width = col.type.list_size
-                    if dim and width != dim:
-                        from vidsearch.errors import IndexError_
-
-                        raise IndexError_(f"{d / name}: {width}-dim embeddings in a {dim}-dim index of {self.model_id}")
-                    dim = width
-                    emb = col.values.to_numpy(zero_copy_only=False).reshape(n, dim)
-                    pts = t.column("pts").to_numpy()
-                    order = np.argsort(pts, kind="stable")
+                if len(pts):
+                    dim = emb.shape[1]
                     code = code_of.setdefault(vid, len(videos))
                     if code == len(videos):
                         videos.append(vid)
-                    buf_e.append(emb[order].astype(dtype))
-                    buf_p.append(np.ascontiguousarray(pts[order], dtype=np.float64))
-                    buf_c.append(np.full(n, code, dtype=np.int32))
-                    buffered += n
-                table[key] = [rows, n, mtime, size, start, code]
-                rows += n
-                if buffered >= WRITE_ROWS:
-                    flush()
-            flush()
-            for f in files:
-                f.flush()
-                os.fsync(f.fileno())
-        finally:
-            for f in files:
-                f.close()
-        shards_file = f"shards-{gen}-{rows}.json"
-        _write_json_atomic(self.dir / shards_file, table, indent=None, separators=(",", ":"))
+                    out.add(emb.astype(dtype), pts, code)
+                table[key] = [rows, len(pts), *new[key], start, code]
+                rows += len(pts)
         out = {
             "format": FORMAT, "model_id": self.model_id, "dtype": dtype, "gen": gen, "rows": rows, "dim": dim,
             "videos": videos, "segments": _segments(table), "dirs": record_dirs(dirs, scan_start),
-            "shards_file": shards_file, "updated_at": time.time(),
+            "shards_file": f"shards-{gen}-{rows}.json", "updated_at": time.time(),
         }
-        _write_json_atomic(self.dir / MANIFEST, out, indent=None, separators=(",", ":"))
-        _fsync_dir(self.dir)
-        self._remove_unreferenced(out)
+        self._commit(out, table)
         self.last_action = "append" if new else "settle"
         self.last_appended = len(new)
         return out
+
+    def _read_shard(self, key: str, dim: int) -> tuple[str, float, np.ndarray, np.ndarray] | None:
+        """(video id, chunk start, pts, embeddings) of the chunk whose marker is ``key``, rows in time
+        order; None (logged) when its shard cannot be read."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rel_dir, name = key.rsplit("/", 1)
+        d = self.base / rel_dir
+        try:
+            vid, start, shard = _shard_of(d, name)
+            with pa.memory_map(str(d / shard)) as src:  # ~3x faster than pq.read_table for small files
+                t = pq.ParquetFile(src).read(columns=["pts", "embedding"], use_threads=False)
+        except (OSError, ValueError) as e:
+            # a marker without a readable shard: leave it out (listed again when its directory changes)
+            log.warning("search matrix: skipping %s (%s)", d / name, first_line(e))
+            return None
+        n = t.num_rows
+        if not n:
+            return vid, start, np.zeros(0), np.zeros((0, dim), np.float32)
+        col = t.column("embedding").combine_chunks()
+        width = col.type.list_size
+        if dim and width != dim:
+            from vidsearch.errors import IndexError_
+
+            raise IndexError_(f"{d / name}: {width}-dim embeddings in a {dim}-dim index of {self.model_id}")
+        emb = col.values.to_numpy(zero_copy_only=False).reshape(n, width)
+        pts = t.column("pts").to_numpy()
+        order = np.argsort(pts, kind="stable")
+        return vid, start, np.ascontiguousarray(pts[order], dtype=np.float64), emb[order]
+
+    def _commit(self, manifest: dict, table: dict[str, list]) -> None:
+        """Write the shard table, then the manifest (the commit point); drop what no longer counts."""
+        write_json_atomic(self.dir / manifest["shards_file"], table, indent=None, separators=(",", ":"))
+        write_json_atomic(self.dir / MANIFEST, manifest, indent=None, separators=(",", ":"))
+        _fsync_dir(self.dir)
+        self._remove_unreferenced(manifest)
 
     def _remove_unreferenced(self, manifest: dict) -> None:
         """Files of other generations and old shard tables (a reader that mapped them keeps its inode)."""
@@ -486,6 +464,67 @@ class MatrixCache:
         for p in self.dir.iterdir():
             if p.name not in keep and not p.name.startswith("."):
                 p.unlink(missing_ok=True)
+
+
+class MatrixRows(NamedTuple):
+    """A matrix as read: video ids, and row-aligned video codes, times and embeddings."""
+
+    videos: list[str]
+    codes: np.ndarray  # int32 [N]
+    pts: np.ndarray  # float64 [N]
+    emb: np.ndarray  # [N, dim], memory-mapped
+    video_rows: dict[int, np.ndarray] | None = None  # each video's rows in time order
+
+
+class _RowWriter:
+    """Appends rows to the three matrix files past their committed sizes (what a crashed append left
+    there is cut off first), buffering up to ``WRITE_ROWS`` rows; fsyncs on the way out."""
+
+    def __init__(self, paths: tuple[Path, ...], sizes: tuple[int, ...]):
+        self.paths, self.sizes = paths, sizes
+        self.files: list = []
+        self.bufs: tuple[list, list, list] = ([], [], [])
+        self.buffered = 0
+
+    def __enter__(self) -> "_RowWriter":
+        try:
+            for p, size in zip(self.paths, self.sizes):
+                f = open(p, "r+b" if p.exists() else "w+b")
+                self.files.append(f)
+                f.truncate(size)
+                f.seek(size)
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def add(self, emb: np.ndarray, pts: np.ndarray, code: int) -> None:
+        for buf, a in zip(self.bufs, (emb, pts, np.full(len(pts), code, dtype=np.int32))):
+            buf.append(a)
+        self.buffered += len(pts)
+        if self.buffered >= WRITE_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffered:
+            for f, buf in zip(self.files, self.bufs):
+                f.write(np.ascontiguousarray(np.concatenate(buf)).tobytes())
+                buf.clear()
+            self.buffered = 0
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+                for f in self.files:
+                    f.flush()
+                    os.fsync(f.fileno())
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        for f in self.files:
+            f.close()
 
 
 def _shard_of(d: Path, name: str) -> tuple[str, float, str]:
@@ -525,49 +564,6 @@ def _segments(table: dict[str, list]) -> list[list[int]]:
 
 
 # -- entry points ----------------------------------------------------------------------------
-def read_parquet_index(store: IndexStore, model_id: str):
-    """Every done shard of ``model_id`` read straight from Parquet into memory (float32; no cache)."""
-    import pyarrow.parquet as pq
-
-    from vidsearch.query.engine import FrameIndex
-
-    shards = store.done_shards(model_id)
-    videos: dict[str, int] = {}
-    codes, pts, embs = [], [], []
-    for path in shards:
-        t = pq.read_table(path, columns=["video_id", "pts", "embedding"])
-        if t.num_rows == 0:
-            continue
-        vid = t.column("video_id")[0].as_py()
-        code = videos.setdefault(vid, len(videos))
-        codes.append(np.full(t.num_rows, code, dtype=np.int32))
-        pts.append(t.column("pts").to_numpy())
-        col = t.column("embedding").combine_chunks()
-        embs.append(col.values.to_numpy(zero_copy_only=False).reshape(t.num_rows, col.type.list_size))
-    if not embs:
-        return FrameIndex(model_id, [], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32))
-    return FrameIndex(model_id, list(videos), np.concatenate(codes), np.concatenate(pts), np.concatenate(embs))
-
-
-def load_index(store: IndexStore, model_id: str):
-    """The frame index of ``model_id`` from the matrix cache (refreshed), else straight from Parquet.
-
-    The fallback covers an index directory this process cannot write (a read-only mount).
-    """
-    cache = MatrixCache(store, model_id)
-    if not cache.base.is_dir():  # nothing indexed with this model: nothing to build (or to write)
-        from vidsearch.query.engine import FrameIndex
-
-        return FrameIndex(model_id, [], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32))
-    try:
-        return cache.open(refresh=True)
-    except OSError as e:
-        if not isinstance(e, PermissionError) and e.errno not in (errno.EROFS, errno.EACCES):
-            raise
-        log.info("search matrix not writable (%s): reading the Parquet shards", e)
-    return read_parquet_index(store, model_id)
-
-
 def refresh(store: IndexStore, model_id: str) -> str:
     """Update the matrix of ``model_id`` now (after an ingest, so the next query does not pay)."""
     cache = MatrixCache(store, model_id)

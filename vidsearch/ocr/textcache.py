@@ -29,7 +29,8 @@ from pathlib import Path
 
 from vidsearch.errors import first_line
 from vidsearch.index.matrix import MATRIX, dir_lock, record_dirs, scan_video_dirs
-from vidsearch.index.store import IndexStore, _unique, _write_json_atomic, model_slug, read_marker
+from vidsearch.index.shards import IndexStore, model_slug, read_marker, unique_name, write_json_atomic
+from vidsearch.ocr.schema import text_schema
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _refresh(store: IndexStore, channel: str, d: Path) -> dict[str, Path]:
         for p in d.glob("*.arrow"):  # videos whose shards are gone
             if p.stem not in files:
                 p.unlink(missing_ok=True)
-        _write_json_atomic(d / MANIFEST, {"format": FORMAT, "channel": channel, "dirs": record_dirs(dirs, scan_start)},
+        write_json_atomic(d / MANIFEST, {"format": FORMAT, "channel": channel, "dirs": record_dirs(dirs, scan_start)},
                            indent=None, separators=(",", ":"))
     return files
 
@@ -107,8 +108,6 @@ def _build(video_dir: Path, out: Path) -> None:
     """One video's done shards and the frames they read, as one Arrow file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from vidsearch.ocr.channel import text_schema
 
     schema = text_schema().remove(text_schema().get_field_index("video_id"))
     schema = pa.schema([schema.field(c) for c in COLUMNS])
@@ -135,7 +134,7 @@ def _build(video_dir: Path, out: Path) -> None:
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     table = table.replace_schema_metadata({SAMPLED_KEY: json.dumps(sorted(set(sampled))).encode()})
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{_unique()}.tmp")
+    tmp = out.with_name(f".{out.name}.{unique_name()}.tmp")
     try:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)

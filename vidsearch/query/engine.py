@@ -15,45 +15,9 @@ from vidsearch.errors import first_line, IndexError_, ModelError, UserError
 from vidsearch.models.contract import ModelInfo, installed_models, load_model_info
 from vidsearch.settings import read_config
 from vidsearch.core.ranges import TimeRange, adaptive_threshold, rank, video_ranges
-from vidsearch.index.store import IndexStore
-
-
-@dataclasses.dataclass
-class FrameIndex:
-    """All frames of one model: video codes, times and the embedding matrix (row-aligned)."""
-
-    model_id: str
-    videos: list[str]  # code -> video_id
-    codes: np.ndarray  # int32 [N]
-    pts: np.ndarray  # float64 [N]
-    emb: np.ndarray  # float32 or float16 [N, dim]; a np.memmap when loaded from the matrix cache
-    #: precomputed rows_by_video() (the matrix cache stores per-video row segments): no sort per query
-    video_rows: dict[int, np.ndarray] | None = dataclasses.field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.pts)
-
-    def scores(self, query: np.ndarray) -> np.ndarray:
-        from vidsearch.index.matrix import matvec
-
-        return matvec(self.emb, query)
-
-    def rows_by_video(self) -> dict[int, np.ndarray]:
-        """Row indices of each video code, in time order."""
-        if self.video_rows is not None:
-            return dict(self.video_rows)
-        order = np.lexsort((self.pts, self.codes))
-        codes = self.codes[order]
-        cuts = np.flatnonzero(np.diff(codes)) + 1
-        return {int(codes[g[0]]): g for g in np.split(order, cuts) if len(g)} if len(order) else {}
-
-
-def load_frame_index(store: IndexStore, model_id: str) -> FrameIndex:
-    """Every done shard of ``model_id``, from the search matrix under ``<index>/matrix/`` (memory-mapped
-    float16, brought up to date with the Parquet shards first: see :mod:`vidsearch.index.matrix`)."""
-    from vidsearch.index.matrix import load_index
-
-    return load_index(store, model_id)
+from vidsearch.index.catalog import Catalog
+from vidsearch.index.frames import FrameIndex, load_frame_index  # noqa: F401 - re-exported
+from vidsearch.index.shards import IndexStore
 
 
 @dataclasses.dataclass
@@ -89,10 +53,8 @@ def indexed_models(store: IndexStore) -> list[tuple[str, str]]:
     """(model_id, name) of the models that have frames in this index."""
     if not store.catalog_path.exists():
         return []
-    with store.catalog(read_only=True) as cat:
-        return cat.con.execute(
-            "SELECT DISTINCT m.model_id, m.name FROM models m JOIN chunks c USING (model_id) WHERE c.status = 'done' ORDER BY 1"
-        ).fetchall()
+    with Catalog(store, read_only=True) as cat:
+        return cat.indexed_models()
 
 
 def pick_model(store: IndexStore, requested: str | None) -> ModelInfo:
@@ -349,8 +311,8 @@ def select_frames(
     ``before`` only frames recorded in ``[after, before)`` count; videos whose file carries no
     creation time are left out (and counted in ``skipped_no_time``).
     """
-    with store.catalog(read_only=True) as cat:
-        rows = cat.con.execute("SELECT video_id, path, duration, creation_time FROM videos").fetchall()
+    with Catalog(store, read_only=True) as cat:
+        rows = cat.video_meta()
     paths = {v: p for v, p, _, _ in rows}
     durations = {v: d for v, _, d, _ in rows}
     created = {v: parse_creation_time(c) for v, _, _, c in rows}

@@ -31,7 +31,7 @@ from vidsearch.query.engine import (
     select_frames,
     video_series,
 )
-from vidsearch.index.store import IndexStore
+from vidsearch.index.shards import IndexStore
 
 
 @dataclasses.dataclass

@@ -1,0 +1,252 @@
+"""The shard side of an index directory: paths, Arrow schemas, atomic shard and marker writing.
+
+Index directory layout::
+
+    catalog.duckdb                               DuckDB catalog (files, videos, chunks, frames views)
+    shards/<model>/<vid[:2]>/<vid>/<chunk>.parquet   one shard per chunk: the embeddings
+    shards/<model>/<vid[:2]>/<vid>/<chunk>.done      marker, written after the shard (JSON)
+    shards/<model>/<vid[:2]>/<vid>/<chunk>.failed    why the chunk failed (JSON), if it did
+    matrix/<model>/                              query-side copies (vidsearch.index.matrix, vidsearch.ocr.textcache)
+
+A shard is written to a temporary name and renamed into place; only then is its ``.done``
+marker written. A chunk is done exactly when its marker exists, so an interrupted ingest
+loses nothing that was marked, and a re-run (or a redelivered Celery task) overwrites the
+same shard name instead of adding rows. The shards are the source of truth; the catalog
+(:mod:`vidsearch.index.catalog`) is refreshed from them and can always be rebuilt.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from vidsearch.core.plan import ChunkSpec
+
+CATALOG = "catalog.duckdb"
+SHARDS = "shards"
+ROW_GROUP = 128 * 1024
+SCHEMA_VERSION = 1
+
+
+def model_slug(model_id: str) -> str:
+    """A model id as a directory / SQL identifier suffix: ``clip-vit-b-32@ab12`` -> ``clip_vit_b_32_ab12``."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()
+
+
+def shard_schema(*fields):
+    """A shard's schema: the key columns every shard starts with (video, path, chunk, time,
+    model), then ``fields``."""
+    import pyarrow as pa
+
+    key = [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("chunk_id", pa.string(), nullable=False),
+        pa.field("pts", pa.float64(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+    ]
+    return pa.schema(key + list(fields), metadata={b"vidsearch.schema": str(SCHEMA_VERSION).encode()})
+
+
+def frames_schema(dim: int | None):
+    """The image channel's shard schema (``dim`` None: any width, as the catalog's empty ``frames`` view)."""
+    import pyarrow as pa
+
+    vector = pa.list_(pa.float32()) if dim is None else pa.list_(pa.float32(), dim)
+    return shard_schema(pa.field("embedding", vector, nullable=False))
+
+
+def unique_name() -> str:
+    """A temp-name part no other writer uses, even on another machine sharing the directory."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def write_json_atomic(path: Path, data: Any, **dump_kw: Any) -> None:
+    """Write ``data`` as JSON to ``path`` (temp file + fsync + rename); ``dump_kw`` go to
+    :func:`json.dump` (default ``indent=1``)."""
+    tmp = path.with_name(f".{path.name}.{unique_name()}.tmp")  # one per writer: deliveries may overlap
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, **{"indent": 1, **dump_kw})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_marker(path: str | os.PathLike) -> dict | None:
+    """A ``.done`` / ``.failed`` marker as a dict; None when it is missing or unreadable (markers
+    are written atomically: an unreadable one was damaged on disk)."""
+    try:
+        with open(path) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+class IndexStore:
+    """The shard side of an index directory (safe to use from many processes and machines)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().absolute()
+        self.shards_root = self.root / SHARDS
+        self.catalog_path = self.root / CATALOG
+
+    # -- paths -----------------------------------------------------------------------------
+    def video_dir(self, model_id: str, video_id: str) -> Path:
+        return self.shards_root / model_slug(model_id) / video_id[:2] / video_id
+
+    def chunk_dir(self, spec: ChunkSpec) -> Path:
+        return self.video_dir(spec.model_id, spec.video_id)
+
+    def shard_path(self, spec: ChunkSpec) -> Path:
+        return self.chunk_dir(spec) / f"{spec.name}.parquet"
+
+    def marker_path(self, spec: ChunkSpec) -> Path:
+        return self.chunk_dir(spec) / f"{spec.name}.done"
+
+    def failed_path(self, spec: ChunkSpec) -> Path:
+        return self.chunk_dir(spec) / f"{spec.name}.failed"
+
+    def exists(self) -> bool:
+        return self.catalog_path.exists() or self.shards_root.exists()
+
+    # -- writing ---------------------------------------------------------------------------
+    def is_done(self, spec: ChunkSpec) -> bool:
+        return self.marker_path(spec).exists()
+
+    def write_shard(self, spec: ChunkSpec, pts: np.ndarray, embeddings: np.ndarray, extra: dict | None = None) -> dict:
+        """Write the chunk's frame embeddings (temp file + rename), then its done marker. Idempotent."""
+        import pyarrow as pa
+
+        pts = np.asarray(pts, dtype=np.float64)
+        emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        n, dim = (emb.shape[0], emb.shape[1]) if emb.ndim == 2 else (0, 0)
+        if len(pts) != n:
+            raise ValueError("pts and embeddings differ in length")
+        table = pa.Table.from_arrays(
+            [
+                pa.array([spec.video_id] * n, pa.string()),
+                pa.array([spec.path] * n, pa.string()),
+                pa.array([spec.chunk_id] * n, pa.string()),
+                pa.array(pts, pa.float64()),
+                pa.array([spec.model_id] * n, pa.string()),
+                pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim),
+            ],
+            schema=frames_schema(dim),
+        )
+        return self.write_table_shard(spec, table, extra={"frames": n, "dim": dim, **(extra or {})})
+
+    def write_table_shard(self, spec: ChunkSpec, table, extra: dict | None = None) -> dict:
+        """Write any Arrow table as the chunk's shard (temp file + fsync + rename), then its done
+        marker (the spec, the shard's name and ``extra``). Vector columns (fixed-size lists) are
+        stored uncompressed, the rest with zstd. Idempotent: a re-run replaces the same file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        d = self.chunk_dir(spec)
+        d.mkdir(parents=True, exist_ok=True)
+        compression = {
+            f.name: "none" if pa.types.is_fixed_size_list(f.type) else "zstd" for f in table.schema
+        }
+        final = self.shard_path(spec)
+        tmp = d / f".{final.name}.{unique_name()}.tmp"
+        try:
+            pq.write_table(table, tmp, use_dictionary=False, row_group_size=ROW_GROUP, compression=compression)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:  # Ctrl-C or a full disk mid-write: leave no temp file behind
+            tmp.unlink(missing_ok=True)
+            raise
+        marker = {
+            "chunk_id": spec.chunk_id, **spec.to_dict(), "shard": final.name, "written_at": time.time(),
+            **(extra or {}),
+        }
+        self.failed_path(spec).unlink(missing_ok=True)
+        write_json_atomic(self.marker_path(spec), marker)
+        return marker
+
+    def write_failed(self, spec: ChunkSpec, error: str) -> dict:
+        d = self.chunk_dir(spec)
+        d.mkdir(parents=True, exist_ok=True)
+        rec = {"chunk_id": spec.chunk_id, **spec.to_dict(), "error": error, "failed_at": time.time()}
+        write_json_atomic(self.failed_path(spec), rec)
+        return rec
+
+    def remove_chunk(self, spec: ChunkSpec) -> None:
+        for p in (self.marker_path(spec), self.shard_path(spec), self.failed_path(spec)):
+            p.unlink(missing_ok=True)
+
+    # -- reading ---------------------------------------------------------------------------
+    def model_slugs(self) -> list[str]:
+        if not self.shards_root.is_dir():
+            return []
+        return sorted(p.name for p in self.shards_root.iterdir() if p.is_dir())
+
+    def iter_records(self, model_id: str | None = None) -> Iterator[tuple[str, dict]]:
+        """``("done"|"failed", record)`` for every marker (optionally of one model)."""
+        slugs = [model_slug(model_id)] if model_id else self.model_slugs()
+        for slug in slugs:
+            base = self.shards_root / slug
+            if not base.is_dir():
+                continue
+            for prefix in os.scandir(base):
+                if not prefix.is_dir():
+                    continue
+                for vid in os.scandir(prefix.path):
+                    if not vid.is_dir():
+                        continue
+                    for entry in os.scandir(vid.path):
+                        kind = "done" if entry.name.endswith(".done") else "failed" if entry.name.endswith(".failed") else None
+                        if kind is None or entry.name.startswith("."):
+                            continue
+                        rec = read_marker(entry.path)
+                        if rec is None:
+                            continue
+                        rec["_dir"] = vid.path
+                        yield kind, rec
+
+    def video_files(self, model_id: str, video_id: str) -> set[str]:
+        """Names of the files in one video's shard directory for ``model_id`` (one directory read)."""
+        try:
+            return {e.name for e in os.scandir(self.video_dir(model_id, video_id))}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+
+    def read_record(self, spec: ChunkSpec) -> tuple[str, dict] | None:
+        """``("done"|"failed", record)`` of one chunk from its marker (done wins); None while it has neither."""
+        for kind, path in (("done", self.marker_path(spec)), ("failed", self.failed_path(spec))):
+            rec = read_marker(path)
+            if rec is not None:
+                rec["_dir"] = str(path.parent)
+                return kind, rec
+        return None
+
+    def done_marker(self, spec: ChunkSpec) -> dict | None:
+        """The chunk's done marker, or None while it is not done."""
+        return read_marker(self.marker_path(spec))
+
+    def done_shards(self, model_id: str) -> list[Path]:
+        out = []
+        for kind, rec in self.iter_records(model_id):
+            if kind == "done":
+                out.append(Path(rec["_dir"]) / rec["shard"])
+        return sorted(out)
+
+    def shard_glob(self, model_id_or_slug: str) -> str:
+        """The glob of every shard of a model (or channel) id or its slug (a slug is its own slug)."""
+        return str(self.shards_root / model_slug(model_id_or_slug) / "*" / "*" / "*.parquet")
+
+    def has_shards(self, model_id_or_slug: str) -> bool:
+        return any((self.shards_root / model_slug(model_id_or_slug)).glob("*/*/*.parquet"))

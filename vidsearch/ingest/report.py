@@ -1,0 +1,56 @@
+"""What an ingest did: chunks done / skipped / failed, frames per channel, seconds of video."""
+from __future__ import annotations
+
+import dataclasses
+
+from vidsearch.core.plan import ChunkSpec
+from vidsearch.ingest.channels import channel_for, report_keys
+from vidsearch.ingest.plan import Failure
+
+
+def _other_keys() -> dict[str, int]:
+    return {k: 0 for k in report_keys() if k != "frames"}
+
+
+@dataclasses.dataclass
+class IngestReport:
+    files_seen: int = 0
+    videos: int = 0
+    chunks_done: int = 0
+    chunks_skipped: int = 0
+    chunks_failed: int = 0
+    frames: int = 0  # frames embedded by the image model
+    #: frames of the other channels, by their report key (``ocr_frames``: frames whose on-screen text was read)
+    channel_frames: dict[str, int] = dataclasses.field(default_factory=_other_keys)
+    seconds_indexed: float = 0.0
+    wall_s: float = 0.0
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+    model_id: str = ""
+    providers: list[str] = dataclasses.field(default_factory=list)
+    backend: str = "local"
+    pending: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready; each channel's frames under its own key, after ``frames``."""
+        d = dataclasses.asdict(self)
+        d["failures"] = [dataclasses.asdict(f) for f in self.failures]
+        extra = d.pop("channel_frames")
+        out: dict = {}
+        for k, v in d.items():
+            out[k] = v
+            if k == "frames":
+                out.update(extra)
+        return out
+
+
+def count_chunk(report: IngestReport, spec: ChunkSpec, marker: dict) -> None:
+    """Add a finished chunk to the report: its frames under its channel's key; the seconds of
+    video indexed count image chunks only."""
+    report.chunks_done += 1
+    n = int(marker.get("frames", 0))
+    key = channel_for(spec.model_id).report_key
+    if key == "frames":
+        report.frames += n
+        report.seconds_indexed += spec.end - spec.start
+    else:
+        report.channel_frames[key] = report.channel_frames.get(key, 0) + n
