@@ -1,4 +1,4 @@
-"""`vidsearch sql`: the DuckDB catalog, read-only, with the model's encoders as SQL functions.
+"""`vidsearch sql`: the DuckDB catalog in a sandbox, with the model's encoders as SQL functions.
 
 Registered functions (scalar, evaluated once per distinct argument):
 
@@ -10,14 +10,24 @@ They use the model that the catalog's ``frames`` view reads (or the one given), 
     SELECT path, pts, array_cosine_similarity(embedding, text_embedding('red car')) AS score
     FROM frames ORDER BY score DESC LIMIT 10
 
-works. The catalog is opened read-only, so nothing a query does can change the index; the stock
-``duckdb`` CLI opens the same file (without these two functions).
+works. Nothing a query does can change the index or reach outside it: the catalog is attached
+read-only to a private in-memory database whose file access DuckDB limits to the index directory
+(no network, no extensions, configuration locked), and only SELECT-like statements run. Results
+leave through vidsearch's own outputs (:meth:`SqlSession.write_parquet`, the CLI's --csv/--json).
+The stock ``duckdb`` CLI opens the same file (without the two functions).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from typing import Any
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -26,6 +36,13 @@ from vidsearch.models.contract import ModelInfo
 from vidsearch.query.engine import installed_model
 from vidsearch.index.catalog import frames_model_id, model_dim
 from vidsearch.index.shards import IndexStore
+
+
+#: Said with every refused statement.
+ALLOWED = ("vidsearch sql runs read-only SELECT queries over the index; "
+           "to save results use --csv, --json or --parquet FILE")
+_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+_EXPLAIN = re.compile(r"EXPLAIN\b(?:\s+ANALY[SZ]E\b)?\s*(?:\([^)]*\))?", re.I)
 
 
 def _types():
@@ -63,16 +80,8 @@ class SqlSession:
     """A read-only connection to an index's catalog with the embedding functions registered."""
 
     def __init__(self, store: IndexStore, model: str | None = None, providers: str | None = None):
-        import duckdb
-
-        if not store.catalog_path.exists():
-            raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
-        try:
-            self.con = duckdb.connect(str(store.catalog_path), read_only=True)
-        except duckdb.Error as e:
-            raise IndexError_(
-                f"cannot open {store.catalog_path}: {first_line(e)} (is an ingest running? try again when it ends)"
-            ) from None
+        self.store = store
+        self.con, self._tmp = sandboxed_connection(store)
         self._requested = model
         self._providers = providers
         self._encoder = None
@@ -84,7 +93,7 @@ class SqlSession:
             if self.model_id is not None:
                 self._register(self._dim())
         except BaseException:
-            self.con.close()  # the caller gets no session to close
+            self.close()  # the caller gets no session to close
             raise
 
     def _dim(self) -> int:
@@ -129,25 +138,57 @@ class SqlSession:
         self.con.create_function("image_embedding", image_embedding, [t.VARCHAR], vec, null_handling="special")
 
     def execute(self, sql: str, limit: int | None = None) -> SqlResult:
-        import duckdb
-
-        if not sql.strip():
-            raise UserError('empty SQL: e.g. vidsearch sql "SELECT path, duration FROM videos"')
-        try:
-            cur = self.con.execute(sql)
+        """Run ``sql`` (SELECT-like statements only); the last statement's rows (at most ``limit``)."""
+        statements = checked_statements(self.con, sql)
+        with self._said_plainly():
+            for st in statements:
+                cur = self.con.execute(st)
             columns = [d[0] for d in cur.description] if cur.description else []
             rows = cur.fetchmany(limit) if limit else cur.fetchall()
+        return SqlResult(columns, [tuple(_plain(v) for v in r) for r in rows], self.model_id)
+
+    def write_parquet(self, sql: str, out: str | os.PathLike, limit: int | None = None) -> int:
+        """Write the last statement's rows (at most ``limit``) to the Parquet file ``out``, outside the
+        index, atomically (temp file + rename); the number of rows written."""
+        import pyarrow as pa
+
+        out = Path(out).expanduser().absolute()
+        root = self.store.root.resolve()
+        if out.resolve() == root or root in out.resolve().parents:
+            raise UserError(f"--parquet {out}: that is inside the index ({root}); write the results elsewhere")
+        statements = checked_statements(self.con, sql)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with self._said_plainly():
+                for st in statements[:-1]:  # their rows are not wanted (SELECTs change nothing)
+                    self.con.execute(st)
+                    getattr(self.con, "abort", lambda: None)()  # duckdb >= 2: let con.sql() run next
+                n = _stream_parquet(self.con.sql(statements[-1]), tmp, limit)
+            os.replace(tmp, out)
+        except pa.ArrowException as e:
+            if isinstance(e, OSError):
+                raise
+            raise UserError(f"--parquet {out}: {first_line(e)}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return n
+
+    @contextlib.contextmanager
+    def _said_plainly(self) -> Iterator[None]:
+        """DuckDB's errors as one-line ``UserError``s (an embedding function's own error as itself)."""
+        import duckdb
+
+        try:
+            yield
         except duckdb.Error as e:
             if self._udf_error is not None:
                 raise self._udf_error from None
-            msg = " ".join(str(e).split())
-            if "read-only" in msg.lower():
-                msg += " (vidsearch sql opens the catalog read-only)"
-            raise UserError(msg[:500]) from None
-        return SqlResult(columns, [tuple(_plain(v) for v in r) for r in rows], self.model_id)
+            raise UserError(_duckdb_message(e, self.store.root)) from None
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> "SqlSession":
         return self
@@ -162,6 +203,133 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
     return v
+
+
+def sandboxed_connection(store: IndexStore):
+    """A private in-memory DuckDB with the catalog attached read-only as the default database, file
+    access limited to the index directory, no network or extensions, and the configuration locked.
+    Returns (connection, its temp directory, outside the index; the caller removes it)."""
+    import duckdb
+
+    if not store.catalog_path.exists():
+        raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
+    tmp = tempfile.mkdtemp(prefix="vidsearch-sql-")  # DuckDB spills here, never into the index
+    con = duckdb.connect(":memory:")  # not shared: settings here cannot reach another connection
+    try:
+        con.execute(f"SET temp_directory = {_literal(tmp)}")
+        try:
+            con.execute(f"ATTACH {_literal(store.catalog_path)} AS catalog (READ_ONLY)")
+        except duckdb.Error as e:
+            raise IndexError_(
+                f"cannot open {store.catalog_path}: {first_line(e)} (is an ingest running? try again when it ends)"
+            ) from None
+        con.execute("USE catalog")
+        roots = dict.fromkeys(str(p).rstrip(os.sep) + os.sep for p in (store.root, store.root.resolve()))
+        for setting in (f"allowed_directories = [{', '.join(map(_literal, roots))}]",
+                        "enable_external_access = false", "autoinstall_known_extensions = false",
+                        "autoload_known_extensions = false", "lock_configuration = true"):
+            try:
+                con.execute(f"SET {setting}")
+            except duckdb.Error as e:  # an old duckdb without the setting: refuse rather than run unguarded
+                raise UserError(f"vidsearch sql needs duckdb 1.2 or later (SET {setting.split()[0]}: "
+                                f"{first_line(e)}); upgrade it: pip install -U duckdb") from None
+    except BaseException:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return con, tmp
+
+
+def checked_statements(con, sql: str) -> list:
+    """The statements of ``sql``, refused (one line saying what is allowed) unless each is a SELECT
+    (WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE...) or an EXPLAIN of one."""
+    import duckdb
+
+    if not _COMMENTS.sub("", sql, count=1).strip():
+        raise UserError('empty SQL: e.g. vidsearch sql "SELECT path, duration FROM videos"')
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.ParserException as e:
+        raise UserError(" ".join(str(e).split())[:500]) from None
+    except (duckdb.Error, ValueError):  # e.g. a statement type this duckdb's Python module has no name for
+        raise UserError(f"{_first_word(sql)} is not allowed: {ALLOWED}") from None
+    if not statements:
+        raise UserError('empty SQL: e.g. vidsearch sql "SELECT path, duration FROM videos"')
+    for st in statements:
+        if not _select_like(con, st):
+            raise UserError(f"{_first_word(st.query)} is not allowed: {ALLOWED}")
+    return statements
+
+
+def _kind(statement) -> str:
+    try:
+        kind = statement.type
+    except ValueError:  # a statement type this duckdb's Python module has no name for
+        return ""
+    return getattr(kind, "name", str(kind)).rsplit(".", 1)[-1]
+
+
+def _select_like(con, statement) -> bool:
+    """A SELECT, or an EXPLAIN [ANALYZE] [(options)] of exactly one SELECT (EXPLAIN ANALYZE runs it)."""
+    kind = _kind(statement)
+    if kind == "SELECT":
+        return True
+    if kind != "EXPLAIN":
+        return False
+    text = _COMMENTS.sub("", statement.query, count=1)
+    m = _EXPLAIN.match(text)
+    try:
+        inner = con.extract_statements(text[m.end():]) if m else []
+    except Exception:  # noqa: BLE001 - anything we cannot read back is refused
+        return False
+    return len(inner) == 1 and _kind(inner[0]) == "SELECT"
+
+
+def _first_word(sql: str) -> str:
+    words = _COMMENTS.sub("", sql, count=1).split(None, 1)
+    return re.sub(r"\W.*", "", words[0]).upper() if words else "this statement"
+
+
+def _duckdb_message(e: Exception, root: Path) -> str:
+    """One line for a DuckDB error: a refused file or address says what vidsearch sql may read."""
+    import duckdb
+
+    msg = " ".join(str(e).split())
+    if isinstance(e, duckdb.PermissionException):
+        m = re.search(r'Cannot access (?:file|directory) "([^"]*)"', msg)
+        what = f'cannot access "{m.group(1)[:200]}"' if m else msg[:300]
+        return (f"{what}: vidsearch sql reads only files inside the index ({root}), never the network; "
+                "to save results use --csv, --json or --parquet FILE")
+    if "read-only" in msg.lower():
+        msg = msg[:400] + " (vidsearch sql opens the catalog read-only)"
+    return msg[:500]
+
+
+def _literal(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _stream_parquet(rel, path: Path, limit: int | None) -> int:
+    """Write a relation's rows to ``path`` batch by batch; the number of rows written."""
+    import pyarrow.parquet as pq
+
+    reader = rel.to_arrow_reader(8192) if hasattr(rel, "to_arrow_reader") else rel.fetch_record_batch(8192)
+    n = 0
+    with pq.ParquetWriter(str(path), reader.schema) as w:
+        for batch in reader:
+            if limit and n + batch.num_rows > limit:
+                batch = batch.slice(0, limit - n)
+            w.write_batch(batch)
+            n += batch.num_rows
+            if limit and n >= limit:
+                break
+    return n
+
+
+def write_parquet(store: IndexStore, sql: str, out: str | os.PathLike, model: str | None = None,
+                  providers: str | None = None, limit: int | None = None) -> int:
+    with SqlSession(store, model=model, providers=providers) as s:
+        return s.write_parquet(sql, out, limit=limit)
 
 
 def run_sql(store: IndexStore, sql: str, model: str | None = None, providers: str | None = None, limit: int | None = None) -> SqlResult:
