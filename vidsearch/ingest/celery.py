@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import uuid
 from typing import Any, Callable, Iterator
@@ -25,6 +24,7 @@ from vidsearch.errors import TransientError, UserError, one_line
 from vidsearch.ingest.pipeline import Failure, IngestPlan, IngestReport, count_chunk
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.index.store import IndexStore
+from vidsearch.settings import current
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def safe_url(url: str) -> str:
 
 
 def visibility_timeout() -> float:
-    raw = os.environ.get("VIDSEARCH_VISIBILITY_TIMEOUT", "")
+    raw = current().visibility_timeout or ""
     try:
         return float(raw) if raw else DEFAULT_VISIBILITY_TIMEOUT
     except ValueError:
@@ -190,7 +190,7 @@ class CeleryBackend:
         self.poll_s = poll_s
         self.result_check_s = result_check_s
         #: seconds without a finished chunk before the broker is audited for lost tasks
-        self.stall_s = stall_s if stall_s is not None else float(os.environ.get("VIDSEARCH_STALL_S", "30"))
+        self.stall_s = stall_s if stall_s is not None else float(current().stall_s)
         # warnings (no worker, lost tasks) go to the log, i.e. stderr, even when quiet (no progress bar)
         self.notify = notify or (lambda msg: log.warning("%s", msg))
         self.app = make_celery(self.url, client=True)

@@ -65,7 +65,7 @@ from vidsearch.models.contract import (
     sha256_file,
     write_model_dir,
 )
-from vidsearch.settings import home, models_dir, read_config, write_config
+from vidsearch.settings import current, home, models_dir, read_config, write_config
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ _BUILTIN: tuple[PinnedModel, ...] = (
 def registry() -> dict[str, PinnedModel]:
     """Built-in pinned models plus the entries of ``$VIDSEARCH_HUB_REGISTRY`` (a JSON list)."""
     out = {m.name: m for m in _BUILTIN}
-    extra = os.environ.get(REGISTRY_ENV)
+    extra = current().hub_registry
     if extra:
         try:
             data = json.loads(Path(extra).expanduser().read_text())
@@ -254,7 +254,7 @@ def registry() -> dict[str, PinnedModel]:
 
 
 def hub_url() -> str:
-    return (os.environ.get(HUB_URL_ENV) or DEFAULT_HUB_URL).rstrip("/")
+    return (current().hub_url or DEFAULT_HUB_URL).rstrip("/")
 
 
 def file_url(entry: PinnedModel, path: str, base: str | None = None) -> str:
