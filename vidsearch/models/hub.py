@@ -72,6 +72,8 @@ log = logging.getLogger(__name__)
 HUB_URL_ENV = "VIDSEARCH_HUB_URL"
 REGISTRY_ENV = "VIDSEARCH_HUB_REGISTRY"
 DEFAULT_HUB_URL = "https://huggingface.co"
+#: longest wait (seconds) between retries of an interrupted download
+RETRY_BACKOFF_MAX_S = 30.0
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 TOKENIZER_FILE = "tokenizer.json"
@@ -374,7 +376,7 @@ def download(
                 ) from None
             attempt += 1
             log.warning("%s: %s; retrying (%d/%d)", label, e, attempt, retries)
-            time.sleep(min(2.0 ** attempt, 30.0) if not os.environ.get("VIDSEARCH_HUB_NO_BACKOFF") else 0)
+            time.sleep(min(2.0 ** attempt, RETRY_BACKOFF_MAX_S))
     got = sha256_file(part)
     have = part.stat().st_size
     if (sha256 is not None and got != sha256) or (size is not None and have != size):
