@@ -1,6 +1,6 @@
 """The Celery app that embedding nodes run: ``celery -A workers.app worker -Q embed --concurrency 1``.
 
-Configuration (environment):
+Configuration (environment, read once into :data:`SETTINGS`; see :class:`vidsearch.settings.Settings`):
 
 ``VIDSEARCH_BROKER_URL``
     the broker, e.g. ``redis://broker:6379/0`` (required).
@@ -29,15 +29,19 @@ from vidsearch.errors import ModelError, TransientError, UserError, one_line
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.celery import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
 from vidsearch.ingest.channels import channel_for, process_chunk
+from vidsearch.settings import Settings, activate
 
 log = logging.getLogger("vidsearch.worker")
+
+#: this worker process's settings, read once (see vidsearch.settings.Settings)
+SETTINGS = activate(Settings.load())
 
 app = make_celery(broker_url())
 
 MAX_RETRIES = 5
 #: A chunk whose worker process died this many times while embedding it is recorded as failed
 #: (a poison chunk: out of memory, a decoder crash) instead of being redelivered forever.
-MAX_CRASHES = int(os.environ.get("VIDSEARCH_MAX_CRASHES", "3"))
+MAX_CRASHES = int(SETTINGS.max_crashes)
 
 _encoders: dict[str, object] = {}  # model id -> Encoder, one per worker process
 
@@ -45,9 +49,8 @@ _encoders: dict[str, object] = {}  # model id -> Encoder, one per worker process
 def resolve_model(model_id: str):
     """This node's copy of the model the chunk was planned with (matched by content id)."""
     from vidsearch.models.contract import installed_models, load_model_info
-    from vidsearch.settings import models_dir
 
-    wanted = os.environ.get("VIDSEARCH_MODEL")
+    wanted = SETTINGS.model
     if wanted:
         info = load_model_info(wanted)
         if info.model_id == model_id:
@@ -59,7 +62,7 @@ def resolve_model(model_id: str):
     have = ", ".join(m.model_id for m in installed) or "none"
     raise ModelError(
         f"worker {socket.gethostname()} has no model {model_id} (installed: {have}); "
-        f"copy the submitter's model directory into {models_dir()} and re-run the ingest"
+        f"copy the submitter's model directory into {SETTINGS.models_dir} and re-run the ingest"
     )
 
 
@@ -75,7 +78,7 @@ def get_encoder(model_id: str):
 
 
 def resolve_index(task_root: str) -> IndexStore:
-    root = os.environ.get("VIDSEARCH_INDEX") or task_root
+    root = SETTINGS.index or task_root
     store = IndexStore(root)
     if not store.root.is_dir():
         raise TransientError(

@@ -244,7 +244,7 @@ def test_sandbox_alone_blocks_reads_outside_network_and_settings(indexed, listen
     import duckdb
 
     from vidsearch.index.sql import sandboxed_connection
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     port, hits = listener
     con, tmp = sandboxed_connection(IndexStore(indexed))

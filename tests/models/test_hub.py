@@ -298,7 +298,7 @@ def server(tmp_path, home, monkeypatch):
     reg.write_text(json.dumps(entries))
     monkeypatch.setenv("VIDSEARCH_HUB_URL", hubsrv.url)
     monkeypatch.setenv("VIDSEARCH_HUB_REGISTRY", str(reg))
-    monkeypatch.setenv("VIDSEARCH_HUB_NO_BACKOFF", "1")
+    monkeypatch.setattr(hub, "RETRY_BACKOFF_MAX_S", 0.0)  # retry interrupted downloads at once
     hubsrv.weights = weights
     yield hubsrv
     hubsrv.close()

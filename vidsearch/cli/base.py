@@ -13,13 +13,34 @@ import click
 from vidsearch import __version__
 from vidsearch.errors import first_line, VidsearchError
 from vidsearch.core.ranges import format_ts  # noqa: F401 - re-exported for the command modules
-from vidsearch.settings import default_index_dir
+from vidsearch.settings import Settings, use
 
 
 class Context:
-    def __init__(self, index: Path, verbose: int):
+    def __init__(self, index: Path, verbose: int, settings: Settings):
         self.index = index
         self.verbose = verbose
+        #: this command's settings, built once from the environment and config.json
+        self.settings = settings
+
+
+def cli_settings() -> Settings:
+    """The settings of the command being run: loaded once per invocation (kept on the root context)."""
+    meta = click.get_current_context().find_root().meta
+    if "vidsearch.settings" not in meta:
+        meta["vidsearch.settings"] = Settings.load()
+    return meta["vidsearch.settings"]
+
+
+def setting_default(field: str) -> Callable[[], Any]:
+    """An option's default: its ``VIDSEARCH_*`` variable as :func:`cli_settings` read it, else None
+    (a config.json value is applied below the CLI, as before: option > variable > config > default)."""
+
+    def default() -> Any:
+        settings = cli_settings()
+        return getattr(settings, field) if settings.sources.get(field, "").startswith("VIDSEARCH_") else None
+
+    return default
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,8 +48,7 @@ class Context:
 @click.option(
     "--index",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="VIDSEARCH_INDEX",
-    default=None,
+    default=setting_default("index"),
     help="Index directory (default: $VIDSEARCH_HOME/index; env VIDSEARCH_INDEX).",
 )
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
@@ -37,7 +57,9 @@ def cli(ctx: click.Context, index: Path | None, verbose: int) -> None:
     """Index video archives with a CLIP model and find when things appear, as ranked time ranges."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.obj = Context(index=(index or default_index_dir()).expanduser(), verbose=verbose)
+    settings = cli_settings()
+    ctx.with_resource(use(settings))  # lower layers' settings.current() is this object
+    ctx.obj = Context(index=(index or settings.index_dir).expanduser(), verbose=verbose, settings=settings)
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -55,7 +55,7 @@ def make_progress(quiet: bool):
               "`query --text-in-frame`; needs the ocr extra (see docs/ocr.md).")
 @click.option("--backend", type=click.Choice(["local", "celery"]), default="local", show_default=True,
               help="local: embed in this process. celery: send chunks to workers (see docs/distributed.md).")
-@click.option("--broker", envvar="VIDSEARCH_BROKER_URL", default=None, help="Celery broker URL (env VIDSEARCH_BROKER_URL).")
+@click.option("--broker", default=None, help="Celery broker URL (env VIDSEARCH_BROKER_URL).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="With --backend celery: wait for the workers.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @json_option

@@ -8,17 +8,17 @@ import click
 from click.core import ParameterSource
 
 from vidsearch.errors import UserError
-from .base import cli, handle_errors, pass_ctx
+from .base import cli, handle_errors, pass_ctx, setting_default
 
 
 @cli.command("worker", context_settings={"ignore_unknown_options": True})
-@click.option("--broker", envvar="VIDSEARCH_BROKER_URL", default=None, help="Celery broker URL (env VIDSEARCH_BROKER_URL).")
+@click.option("--broker", default=None, help="Celery broker URL (env VIDSEARCH_BROKER_URL).")
 @click.option("-Q", "--queues", default="embed", show_default=True, help="Queues to consume (comma-separated).")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes (one per GPU; on CPU one process already uses every core).")
 @click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True,
               help="Celery pool (prefork: a crashed chunk takes down only its child process).")
-@click.option("-m", "--model", default=None, envvar="VIDSEARCH_MODEL",
+@click.option("-m", "--model", default=setting_default("model"),
               help="Model name or directory to serve (default: whichever installed model a task asks for).")
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
@@ -38,7 +38,8 @@ def worker_cmd(ctx, broker, queues, concurrency, pool, model, loglevel, celery_a
     if model:
         env["VIDSEARCH_MODEL"] = model
     parent = click.get_current_context().parent
-    if parent is not None and parent.get_parameter_source("index") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+    if parent is not None and (parent.get_parameter_source("index") == ParameterSource.COMMANDLINE
+                               or ctx.settings.index is not None):
         env["VIDSEARCH_INDEX"] = str(ctx.index.absolute())
     if concurrency < 1:
         raise UserError("--concurrency must be at least 1")

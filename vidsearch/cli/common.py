@@ -4,18 +4,19 @@ from __future__ import annotations
 import click
 
 from vidsearch.models.contract import ModelInfo
+from .base import setting_default
 
 
 def model_option(fn):
     return click.option(
-        "-m", "--model", default=None, envvar="VIDSEARCH_MODEL",
+        "-m", "--model", default=setting_default("model"),
         help="Model name (installed) or model directory (default: the configured default model).",
     )(fn)
 
 
 def providers_option(fn):
     return click.option(
-        "--providers", default=None, envvar="VIDSEARCH_PROVIDERS",
+        "--providers", default=setting_default("providers"),
         type=click.Choice(["auto", "tensorrt", "cuda", "cpu"]),
         help="ONNX Runtime execution providers (default auto: TensorRT, then CUDA, then CPU).",
     )(fn)

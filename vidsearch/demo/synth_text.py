@@ -7,12 +7,13 @@ text on a sign-like panel while ``start <= t < end``, over a slowly moving backg
 from __future__ import annotations
 
 import dataclasses
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from vidsearch.settings import current
 
 #: Fonts tried in order (the first that exists wins); ``$VIDSEARCH_FONT`` goes first.
 FONT_CANDIDATES = (
@@ -56,7 +57,7 @@ def _matplotlib_font() -> str | None:
 
 def find_font_file() -> str | None:
     """A TrueType font file available here, or None (then Pillow's built-in font is used)."""
-    env = os.environ.get("VIDSEARCH_FONT")
+    env = current().font
     for cand in ([env] if env else []) + list(FONT_CANDIDATES):
         if cand and Path(cand).is_file():
             return cand

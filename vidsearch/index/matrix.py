@@ -49,6 +49,7 @@ import numpy as np
 
 from vidsearch.errors import first_line
 from vidsearch.index.shards import IndexStore, model_slug, write_json_atomic
+from vidsearch.settings import current
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ _SUFFIX = {"float16": "f16", "float32": "f32"}
 
 
 def wanted_dtype() -> str:
-    d = os.environ.get("VIDSEARCH_MATRIX_DTYPE", "float16").strip().lower() or "float16"
+    d = current().matrix_dtype.strip().lower() or "float16"
     if d not in _SUFFIX:
         from vidsearch.errors import UserError
 
@@ -113,7 +114,7 @@ _executor = None
 
 
 def _workers() -> int:
-    threads = int(os.environ.get("VIDSEARCH_THREADS", "0") or 0)
+    threads = int(current().threads or 0)
     return max(1, min(threads or (os.cpu_count() or 1), 8))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import uuid
 from typing import Any, Callable, Iterator
@@ -27,6 +26,7 @@ from vidsearch.index.catalog import Catalog
 from vidsearch.index.shards import IndexStore, read_marker
 from vidsearch.ingest.plan import Failure, IngestPlan
 from vidsearch.ingest.report import IngestReport, count_chunk
+from vidsearch.settings import current
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def safe_url(url: str) -> str:
 
 
 def visibility_timeout() -> float:
-    raw = os.environ.get("VIDSEARCH_VISIBILITY_TIMEOUT", "")
+    raw = current().visibility_timeout or ""
     try:
         return float(raw) if raw else DEFAULT_VISIBILITY_TIMEOUT
     except ValueError:
@@ -203,7 +203,7 @@ class CeleryBackend:
         self.poll_s = poll_s
         self.result_check_s = result_check_s
         #: seconds without a finished chunk before the broker is audited for lost tasks
-        self.stall_s = stall_s if stall_s is not None else float(os.environ.get("VIDSEARCH_STALL_S", "30"))
+        self.stall_s = stall_s if stall_s is not None else float(current().stall_s)
         # warnings (no worker, lost tasks) go to the log, i.e. stderr, even when quiet (no progress bar)
         self.notify = notify or (lambda msg: log.warning("%s", msg))
         self.app = make_celery(self.url, client=True)

@@ -6,7 +6,6 @@ Embeddings come back L2-normalised float32.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Sequence
 
@@ -23,6 +22,7 @@ from vidsearch.models.providers import (
     stdout_to_stderr,
 )
 from vidsearch.models.tokenizer import get_tokenizer
+from vidsearch.settings import current
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Encoder:
         path = self.info.path / fname
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = self.intra_op_threads or int(os.environ.get("VIDSEARCH_THREADS", "0") or 0)
+        threads = self.intra_op_threads or int(current().threads or 0)
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3

@@ -65,13 +65,15 @@ from vidsearch.models.contract import (
     sha256_file,
     write_model_dir,
 )
-from vidsearch.settings import home, models_dir, read_config, write_config
+from vidsearch.settings import current, home, models_dir, read_config, write_config
 
 log = logging.getLogger(__name__)
 
 HUB_URL_ENV = "VIDSEARCH_HUB_URL"
 REGISTRY_ENV = "VIDSEARCH_HUB_REGISTRY"
 DEFAULT_HUB_URL = "https://huggingface.co"
+#: longest wait (seconds) between retries of an interrupted download
+RETRY_BACKOFF_MAX_S = 30.0
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 TOKENIZER_FILE = "tokenizer.json"
@@ -240,7 +242,7 @@ _BUILTIN: tuple[PinnedModel, ...] = (
 def registry() -> dict[str, PinnedModel]:
     """Built-in pinned models plus the entries of ``$VIDSEARCH_HUB_REGISTRY`` (a JSON list)."""
     out = {m.name: m for m in _BUILTIN}
-    extra = os.environ.get(REGISTRY_ENV)
+    extra = current().hub_registry
     if extra:
         try:
             data = json.loads(Path(extra).expanduser().read_text())
@@ -254,7 +256,7 @@ def registry() -> dict[str, PinnedModel]:
 
 
 def hub_url() -> str:
-    return (os.environ.get(HUB_URL_ENV) or DEFAULT_HUB_URL).rstrip("/")
+    return (current().hub_url or DEFAULT_HUB_URL).rstrip("/")
 
 
 def file_url(entry: PinnedModel, path: str, base: str | None = None) -> str:
@@ -374,7 +376,7 @@ def download(
                 ) from None
             attempt += 1
             log.warning("%s: %s; retrying (%d/%d)", label, e, attempt, retries)
-            time.sleep(min(2.0 ** attempt, 30.0) if not os.environ.get("VIDSEARCH_HUB_NO_BACKOFF") else 0)
+            time.sleep(min(2.0 ** attempt, RETRY_BACKOFF_MAX_S))
     got = sha256_file(part)
     have = part.stat().st_size
     if (sha256 is not None and got != sha256) or (size is not None and have != size):

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence, Union
 
 from vidsearch.errors import ModelError
 from vidsearch.models.contract import IMAGE_INPUT
-from vidsearch.settings import home, read_config
+from vidsearch.settings import Settings, current
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +73,15 @@ def normalise_choice(choice: str | None) -> str:
 
 def default_choice() -> str:
     """Env ``VIDSEARCH_PROVIDERS``, else config key ``providers``, else ``auto``."""
-    for source, value in (("VIDSEARCH_PROVIDERS", os.environ.get("VIDSEARCH_PROVIDERS")),
-                          ("config key providers", read_config().get("providers"))):
-        if value:
-            try:
-                return normalise_choice(value)
-            except ProviderError:
-                raise ProviderError(
-                    f"{source} is {value!r}; set it to one of: {', '.join(CHOICES)}"
-                ) from None
+    s = current()
+    value, source = s.providers, s.sources.get("providers")
+    if value:
+        try:
+            return normalise_choice(value)
+        except ProviderError:
+            raise ProviderError(
+                f"{source} is {value!r}; set it to one of: {', '.join(CHOICES)}"
+            ) from None
     return "auto"
 
 
@@ -95,13 +95,6 @@ def entry_name(entry: ProviderEntry) -> str:
 
 
 # --------------------------------------------------------------------------- settings, cache paths
-
-
-def _env_or_config(env: str, key: str) -> Any:
-    v = os.environ.get(env)
-    if v not in (None, ""):
-        return v
-    return read_config().get(key)
 
 
 def parse_profile(value: Any) -> tuple[int, int, int]:
@@ -134,8 +127,7 @@ def _parse_bool(value: Any, what: str) -> bool:
 
 def trt_cache_root() -> Path:
     """Engine cache root: env ``VIDSEARCH_TRT_CACHE``, config ``trt_cache``, else ``$VIDSEARCH_HOME/trt-cache``."""
-    v = _env_or_config("VIDSEARCH_TRT_CACHE", "trt_cache")
-    return Path(v).expanduser() if v else home() / "trt-cache"
+    return current().trt_cache_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,13 +141,12 @@ class TensorRTSettings:
     workspace_bytes: int | None = None  # None: ONNX Runtime's default
 
     @classmethod
-    def from_env(cls) -> "TensorRTSettings":
+    def from_env(cls, settings: Settings | None = None) -> "TensorRTSettings":
         """Env ``VIDSEARCH_TRT_FP16`` / ``VIDSEARCH_TRT_PROFILE`` / ``VIDSEARCH_TRT_WORKSPACE`` /
-        ``VIDSEARCH_GPU_DEVICE`` or config keys ``trt_fp16`` / ``trt_profile`` / ``trt_workspace`` / ``gpu_device``."""
-        fp16 = _env_or_config("VIDSEARCH_TRT_FP16", "trt_fp16")
-        profile = _env_or_config("VIDSEARCH_TRT_PROFILE", "trt_profile")
-        workspace = _env_or_config("VIDSEARCH_TRT_WORKSPACE", "trt_workspace")
-        device = _env_or_config("VIDSEARCH_GPU_DEVICE", "gpu_device")
+        ``VIDSEARCH_GPU_DEVICE`` or config keys ``trt_fp16`` / ``trt_profile`` / ``trt_workspace`` / ``gpu_device``
+        (as resolved in ``settings``, default :func:`vidsearch.settings.current`)."""
+        s = settings or current()
+        fp16, profile, workspace, device = s.trt_fp16, s.trt_profile, s.trt_workspace, s.gpu_device
         try:
             device_id = int(device) if device not in (None, "") else 0
             workspace_bytes = int(workspace) if workspace not in (None, "") else None
@@ -166,7 +157,7 @@ class TensorRTSettings:
         return cls(
             fp16=True if fp16 in (None, "") else _parse_bool(fp16, "VIDSEARCH_TRT_FP16"),
             profile=DEFAULT_PROFILE if profile in (None, "") else parse_profile(profile),
-            cache_root=trt_cache_root(),
+            cache_root=s.trt_cache_dir,
             device_id=device_id,
             workspace_bytes=workspace_bytes,
         )
@@ -212,7 +203,7 @@ def gpu_info(device_id: int = 0) -> dict[str, str] | None:
 
 def gpu_name(device_id: int = 0) -> str | None:
     """Env ``VIDSEARCH_GPU_NAME`` if set, else the name ``nvidia-smi`` reports, else ``None``."""
-    env = os.environ.get("VIDSEARCH_GPU_NAME")
+    env = current().gpu_name
     if env:
         return env
     info = gpu_info(device_id)

@@ -14,7 +14,6 @@ the rendered test text, down to 18 px high in a 1080p frame, is still read.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -22,6 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from vidsearch.errors import first_line, ModelError, UserError
+from vidsearch.settings import current
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class OcrReader:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError as e:
             raise UserError(f"OCR needs the ocr extra ({e.name or 'rapidocr_onnxruntime'} is missing): {INSTALL_HINT}") from None
-        threads = self.threads or int(os.environ.get("VIDSEARCH_THREADS", "0") or 0) or -1
+        threads = self.threads or int(current().threads or 0) or -1
         cuda = self._use_cuda()
         kw = dict(
             use_cls=self.use_cls,

