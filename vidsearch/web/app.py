@@ -52,6 +52,10 @@ def create_app(index_root, *, token: str | None = None, providers: str | None = 
     def index_page():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     return app
 
 
