@@ -136,7 +136,8 @@ def review_query(store, encoder, index: FrameIndex, spec: QuerySpec, feedback: S
     used: dict[str, int] = {}
     if np.any(pos) and len(index):
         pos, used = apply_feedback(index, pos, feedback)
-        scores = contrast_scores(index.scores(pos), [index.scores(n) for n in negs])
+        scores = index.scores(pos)
+        scores = contrast_scores(scores, [index.scores(n) for n in negs]) if negs else scores
         result = search_vector(store, index, pos, label=label, semantics=encoder.info.semantics, scores=scores,
                                top=None if text else spec.top, min_score=spec.min_score, video_glob=spec.video_glob,
                                smooth_s=spec.smooth_s, after=after, before=before)
@@ -177,7 +178,7 @@ def video_timelines(index: FrameIndex, result: QueryResult, scores: np.ndarray, 
         out.append({
             "video_id": vid, "path": next(r.path for r in result.ranges if r.video_id == vid),
             "threshold": round(result.threshold, 5) if np.isfinite(result.threshold) else None,
-            "t": [round(float(x), 3) for x in t], "s": [round(float(x), 5) for x in s],
+            "t": np.round(t, 3).tolist(), "s": np.round(s, 5).tolist(),
             "ranges": [[round(r.start, 3), round(r.end, 3)] for r in result.ranges if r.video_id == vid],
         })
     return out
@@ -185,11 +186,15 @@ def video_timelines(index: FrameIndex, result: QueryResult, scores: np.ndarray, 
 
 def downsample(t: np.ndarray, s: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
     """At most ``points`` (time, score) pairs: the highest score of each equal-count bin (pure)."""
-    if len(t) <= points:
+    n = len(t)
+    if n <= points:
         return t, s
-    bins = np.array_split(np.arange(len(t)), points)
-    best = np.array([b[np.argmax(s[b])] for b in bins])
-    return t[best], s[best]
+    edges = (np.arange(points + 1) * n) // points  # equal-count bins, as np.array_split
+    best = np.maximum.reduceat(s, edges[:-1])
+    # the first index in each bin holding the bin's maximum
+    idx = np.flatnonzero(s == np.repeat(best, np.diff(edges)))
+    first = idx[np.searchsorted(idx, edges[:-1])]
+    return t[first], s[first]
 
 
 def compare(before: Sequence[dict], after: Sequence[dict], overlap: float = 0.5) -> dict:

@@ -6,6 +6,7 @@ import uuid
 from typing import Optional
 
 from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from vidsearch.errors import UserError
@@ -74,7 +75,7 @@ def query(q: QueryIn, request: Request):
     if q.previous:
         out["changes"] = compare([p.model_dump() for p in q.previous], out["ranges"])
     out["api_seconds"] = round(time.perf_counter() - t0, 4)
-    return out
+    return JSONResponse(out)  # plain JSON: the timelines are long lists of floats (no re-encoding pass)
 
 
 @router.post("/uploads", summary="Upload an example image (JPEG/PNG, size-limited); returns its id")
