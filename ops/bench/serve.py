@@ -53,7 +53,7 @@ class Floor:
     def __init__(self, meta: dict):
         import numpy as np
 
-        from vidsearch.index.store import IndexStore
+        from vidsearch.index.shards import IndexStore
         from vidsearch.query.engine import load_frame_index
 
         self.index = load_frame_index(IndexStore(meta["index"]), meta["model_id"])
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     meta = qb.build_index(work, args)
     os.environ["VIDSEARCH_HOME"] = meta["home"]
     from vidsearch.index.matrix import refresh
-    from vidsearch.index.store import IndexStore
+    from vidsearch.index.shards import IndexStore
 
     refresh(IndexStore(meta["index"]), meta["model_id"])  # the matrix exists before anything is timed
     log("serve ...")

@@ -19,3 +19,9 @@ def index_status(store: IndexStore, rebuild: bool = False) -> dict[str, Any]:
         full = rebuild or not cat.chunk_count()
         sync_catalog(cat, None if full else cat.unsettled_specs())
         return cat.summary(tuple(CHANNELS))
+
+
+def read_status(store: IndexStore) -> dict[str, Any]:
+    """The catalog's summary as it stands, read-only (no sync): while an ingest holds the catalog."""
+    with Catalog(store, read_only=True) as cat:
+        return cat.summary(tuple(CHANNELS))

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidsearch import __version__
 from vidsearch.errors import VidsearchError, first_line
+from .responses import error
 from .state import NotFound, Warm
 
 STATIC = Path(__file__).with_name("static")
@@ -26,10 +27,6 @@ def is_local(host: str) -> bool:
 def host_name(header: str) -> str:
     """The host part of a Host header (``[::1]:8765`` -> ``[::1]``, ``localhost:8765`` -> ``localhost``)."""
     return header.split("]")[0] + "]" if header.startswith("[") else header.rsplit(":", 1)[0]
-
-
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": " ".join(str(message).split())[:500]}, status_code=status)
 
 
 def create_app(index_root, *, token: str | None = None, providers: str | None = None, refresh_s: float = 5.0,

@@ -91,7 +91,7 @@ async def upload(file: UploadFile, request: Request):
 
 
 def _too_big(limit: int):
-    from .app import error
+    from .responses import error
 
     return error(413, f"upload too large: at most {limit // (1024 * 1024)} MiB")
 
@@ -112,16 +112,15 @@ def _check_image(data: bytes) -> None:
 def status(request: Request):
     from vidsearch.errors import IndexError_
 
+    from vidsearch.ingest.status import index_status, read_status
+
     store = request.app.state.warm.store
-    if not store.exists() or not store.catalog_path.exists():
-        raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first")
-    try:
-        with store.catalog() as cat:  # settle chunks workers finished since the last look
-            cat.sync(cat.unsettled_specs())
-            summary = cat.summary()
-    except Exception:  # noqa: BLE001 - the catalog is busy (an ingest holds it) or read-only: read what is there
-        with store.catalog(read_only=True) as cat:
-            summary = cat.summary()
+    try:  # settle chunks workers finished since the last look
+        summary = index_status(store)
+    except IndexError_:
+        raise
+    except Exception:  # noqa: BLE001 - the catalog is busy (an ingest holds it): read what is there
+        summary = read_status(store)
     c = summary["chunks"]
     total = c["done"] + c["pending"] + c["failed"]
     summary["progress"] = round(c["done"] / total, 4) if total else None

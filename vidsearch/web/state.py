@@ -10,7 +10,8 @@ from pathlib import Path
 
 from vidsearch.errors import UserError
 from vidsearch.evidence.cases import CaseStore
-from vidsearch.index.store import IndexStore
+from vidsearch.index.catalog import Catalog
+from vidsearch.index.shards import IndexStore
 
 VIDEO_ID = re.compile(r"^[0-9a-f]{64}$")
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -72,7 +73,7 @@ class Warm:
             raise NotFound("no such video")
         at, paths = self._paths
         if video_id not in paths and time.monotonic() - at > 1.0 and self.store.catalog_path.exists():
-            with self.store.catalog(read_only=True) as cat:
+            with Catalog(self.store, read_only=True) as cat:
                 paths = cat.video_paths()
             self._paths = (time.monotonic(), paths)
         path = paths.get(video_id)
