@@ -15,9 +15,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from vidsearch.core.hashing import sha256_file
 from vidsearch.errors import ModelError
 from vidsearch.settings import models_dir, read_config
 
@@ -32,6 +34,9 @@ IMAGE_OUTPUT = "image_embeds"
 TEXT_INPUT = "input_ids"
 TEXT_OUTPUT = "text_embeds"
 
+#: A model name (also its directory name under ``models/``).
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -41,15 +46,9 @@ EXPORT_HINT = (
 )
 
 
-def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(bufsize)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
+def valid_name(name: str | None) -> bool:
+    """Model names are file names: letters, digits, '.', '_' and '-', at most 100 characters."""
+    return bool(NAME_RE.match(name or ""))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from vidsearch.errors import ModelError, UserError
+from vidsearch.errors import ModelError, UserError, first_line
 from vidsearch.models.contract import (
     IMAGE_FILE,
     IMAGE_INPUT,
@@ -34,6 +34,7 @@ from vidsearch.models.contract import (
     TEXT_OUTPUT,
     ModelInfo,
     sha256_file,
+    valid_name,
     write_model_dir,
 )
 from vidsearch.settings import models_dir
@@ -51,7 +52,6 @@ INSTALL_HINT = (
     "model export needs torch and open_clip: pip install 'vidsearch[export]' "
     "(tested with torch==2.14.1 torchvision==0.29.1 open_clip_torch==3.3.0)"
 )
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: Sentences the exporter tokenizes with both vidsearch and open_clip to prove they agree.
 _TOKENIZER_PROBES = (
     "a photo of a dog",
@@ -92,11 +92,6 @@ def _offline() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def _check_tokenizer(arch: str, model_cfg: dict[str, Any]) -> None:
@@ -170,7 +165,7 @@ def _load_error(e: BaseException, arch: str, checkpoint: Path) -> ModelError:
             "give the --arch the checkpoint was trained with (e.g. ViT-B-16, ViT-L-14, ViT-B-32-quickgelu)"
         )
     return ModelError(
-        f"checkpoint {checkpoint.name} does not fit open_clip {arch} ({type(e).__name__}: {_first_line(e)[:200]}); "
+        f"checkpoint {checkpoint.name} does not fit open_clip {arch} ({type(e).__name__}: {first_line(e)[:200]}); "
         "give the --arch the checkpoint was trained with"
     )
 
@@ -256,7 +251,7 @@ def export_open_clip(
                 "give --checkpoint PATH to a local open_clip checkpoint (.bin, .pt, .safetensors)"
             )
     name = name or default_name(arch, random_weights)
-    if not _NAME_RE.match(name):
+    if not valid_name(name):
         raise UserError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
     if opset < 14 or opset > 20:
         raise UserError(f"--opset {opset} is not supported; use 14 to 20 (default {DEFAULT_OPSET})")
@@ -299,7 +294,7 @@ def export_open_clip(
                 model = open_clip.create_model(arch, pretrained=str(checkpoint), **create_kwargs)
         except Exception as e:
             if random_weights:
-                raise ModelError(f"cannot build open_clip {arch}: {_first_line(e)[:300]}") from None
+                raise ModelError(f"cannot build open_clip {arch}: {first_line(e)[:300]}") from None
             raise _load_error(e, arch, checkpoint) from None
         model = model.eval().float()
 
@@ -419,7 +414,7 @@ def _export_towers(torch, model, directory: Path, *, image_size: int, context_le
                     dynamo=False,
                 )
         except Exception as e:
-            raise ModelError(f"torch.onnx.export failed for {fname}: {type(e).__name__}: {_first_line(e)[:300]}") from None
+            raise ModelError(f"torch.onnx.export failed for {fname}: {type(e).__name__}: {first_line(e)[:300]}") from None
         if not path.is_file():
             raise ModelError(f"torch.onnx.export wrote no {fname}")
         extra = sorted(p.name for p in directory.iterdir() if p.name not in (IMAGE_FILE, TEXT_FILE))
