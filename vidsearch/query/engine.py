@@ -13,6 +13,7 @@ import numpy as np
 from vidsearch.retro.classify import LOGIT_SCALE  # CLIP's learned logit scale (exp(4.6052) = 100)
 from vidsearch.errors import first_line, IndexError_, ModelError, UserError
 from vidsearch.models.contract import ModelInfo, installed_models, load_model_info
+from vidsearch.models.installed import installed_model  # noqa: F401 - imported from here by sql and evidence
 from vidsearch.settings import read_config
 from vidsearch.core.ranges import TimeRange, adaptive_threshold, rank, video_ranges
 from vidsearch.index.store import IndexStore
@@ -127,19 +128,6 @@ def pick_model(store: IndexStore, requested: str | None) -> ModelInfo:
     if not candidates:
         raise ModelError(f"none of the models that built this index is installed ({names}); install it or pass --model DIR")
     raise UserError(f"this index holds several models ({names}); choose one with --model")
-
-
-def installed_model(model_id: str, requested: str | None = None) -> ModelInfo:
-    """The installed model whose id is ``model_id`` (or the one asked for, which must be that model)."""
-    if requested:
-        info = load_model_info(requested)
-        if info.model_id != model_id:
-            raise UserError(f"model {info.model_id} is not the model these results came from ({model_id}); pass that model")
-        return info
-    for info in installed_models():
-        if info.model_id == model_id:
-            return info
-    raise ModelError(f"model {model_id} is not installed: install it (vidsearch model import DIR) or pass --model DIR")
 
 
 def combine(vectors: np.ndarray) -> np.ndarray:
