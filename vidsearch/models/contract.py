@@ -146,7 +146,8 @@ def load_model_info(name_or_path: str | os.PathLike | None = None, verify: bool 
     """Read and check a model directory. Never downloads anything.
 
     Raises :class:`ModelError` with a one-line message naming the directory and how to
-    get a model. With ``verify`` the ONNX files are re-hashed and compared to model.json.
+    get a model. With ``verify`` every file is re-hashed and compared to model.json (loading an
+    ONNX file always checks it: :mod:`vidsearch.models.verify`).
     """
     directory = resolve_model_path(name_or_path)
     if not directory.is_dir():
@@ -165,13 +166,23 @@ def load_model_info(name_or_path: str | os.PathLike | None = None, verify: bool 
             raise ModelError(f"{meta} has no sha256 for {fname}; rebuild it with: {EXPORT_HINT}")
     if verify:
         for fname, expected in info.files.items():
-            got = sha256_file(directory / fname)
-            if got != expected:
-                raise ModelError(
-                    f"{directory / fname} does not match the sha256 in {META_FILE} "
-                    f"({got[:12]}… != {expected[:12]}…); the model is damaged"
-                )
+            check_file(directory, fname, expected)
     return info
+
+
+def check_file(directory: Path, fname: str, expected: str) -> str:
+    """Hash ``directory/fname`` in full; a :class:`ModelError` naming both hashes unless it is ``expected``."""
+    path = directory / fname
+    try:
+        got = sha256_file(path)
+    except OSError as e:
+        raise ModelError(f"cannot read {path} ({e.strerror or e}); reinstall the model") from None
+    if got != expected:
+        raise ModelError(
+            f"{path} does not match the sha256 in {META_FILE} (file {got}, {META_FILE} {expected}); "
+            "the model is damaged or was modified: reinstall it"
+        )
+    return got
 
 
 def installed_models() -> list[ModelInfo]:
