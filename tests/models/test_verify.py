@@ -125,3 +125,10 @@ def test_a_model_json_that_names_other_hashes_is_refused(colour, monkeypatch):
     other = type(other)(**{**other.__dict__, "files": {**other.files, "text.onnx": "0" * 64}})
     with pytest.raises(ModelError, match="does not match the sha256"):
         Encoder(other).encode_texts(["red"])
+
+
+def test_the_hashes_of_the_files_in_use_give_the_model_id(colour):
+    """What the evidence exporter records: the files' hashes now, and the id they give."""
+    from vidsearch.models.contract import model_id_for
+
+    assert model_id_for(colour.name, verify_model_files(colour)) == colour.model_id

@@ -51,6 +51,12 @@ def valid_name(name: str | None) -> bool:
     return bool(NAME_RE.match(name or ""))
 
 
+def model_id_for(name: str, files: dict[str, str]) -> str:
+    """``name@<12 hex>``: the id that ``files`` (file name -> sha256) give a model called ``name``."""
+    digest = hashlib.sha256((files.get(IMAGE_FILE, "") + files.get(TEXT_FILE, "")).encode()).hexdigest()[:12]
+    return f"{name}@{digest}"
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
     """What ``model.json`` says about a model directory."""
@@ -74,10 +80,7 @@ class ModelInfo:
     @property
     def model_id(self) -> str:
         """Stable id carried by every embedding: name plus a hash of both ONNX files."""
-        digest = hashlib.sha256(
-            (self.files.get(IMAGE_FILE, "") + self.files.get(TEXT_FILE, "")).encode()
-        ).hexdigest()[:12]
-        return f"{self.name}@{digest}"
+        return model_id_for(self.name, self.files)
 
     @property
     def is_semantic(self) -> bool:

@@ -51,6 +51,7 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=1)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except OSError:
         pass
@@ -83,16 +84,19 @@ def verify_file(info: ModelInfo, fname: str, *, full: bool = False) -> str:
     if not full and isinstance(entry, dict) and entry.get("sha256") == expected and entry.get("stat") == _stat_key(before):
         return expected
     started = time.time_ns()
-    record.pop(fname, None)
+    stale = record.pop(fname, None) is not None
     try:
         got = check_file(directory, fname, expected)
     except ModelError:
-        _write_record(rec_path, record)
+        if stale:
+            _write_record(rec_path, record)
         raise
     after = _stat(directory / fname)
     if _stat_key(after) == _stat_key(before) and max(before.st_mtime_ns, before.st_ctime_ns) < started - RACY_NS:
         record[fname] = {"sha256": got, "stat": _stat_key(before)}
-    _write_record(rec_path, record)
+        _write_record(rec_path, record)
+    elif stale:
+        _write_record(rec_path, record)
     return got
 
 
