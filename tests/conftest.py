@@ -97,6 +97,12 @@ ARCHIVE = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path_factory, monkeypatch) -> None:
+    """Tests never write into the real VIDSEARCH_HOME (e.g. model verification records)."""
+    monkeypatch.setenv("VIDSEARCH_HOME", str(tmp_path_factory.getbasetemp() / "default-home"))
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     h = tmp_path / "home"

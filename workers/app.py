@@ -48,22 +48,13 @@ _encoders: dict[str, object] = {}  # model id -> Encoder, one per worker process
 
 def resolve_model(model_id: str):
     """This node's copy of the model the chunk was planned with (matched by content id)."""
-    from vidsearch.models.contract import installed_models, load_model_info
+    from vidsearch.models.installed import installed_model
 
-    wanted = SETTINGS.model
-    if wanted:
-        info = load_model_info(wanted)
-        if info.model_id == model_id:
-            return info
-    installed = installed_models()
-    found = [m for m in installed if m.model_id == model_id]
-    if found:
-        return found[0]
-    have = ", ".join(m.model_id for m in installed) or "none"
-    raise ModelError(
-        f"worker {socket.gethostname()} has no model {model_id} (installed: {have}); "
-        f"copy the submitter's model directory into {SETTINGS.models_dir} and re-run the ingest"
-    )
+    try:
+        return installed_model(model_id, SETTINGS.model, strict=False,
+                               hint="copy the submitter's model directory there and re-run the ingest")
+    except ModelError as e:
+        raise ModelError(f"worker {socket.gethostname()}: {e}") from None
 
 
 def get_encoder(model_id: str):

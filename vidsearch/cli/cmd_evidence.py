@@ -43,7 +43,7 @@ def evidence_cmd(ctx, results, out_dir, model, providers, no_clips, reencode, pa
     series = None
     try:
         from vidsearch.models.encoder import Encoder
-        from vidsearch.query.engine import installed_model
+        from vidsearch.models.installed import installed_model
 
         info = installed_model(data["model_id"], model)
         if not model_meta:

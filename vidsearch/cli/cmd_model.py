@@ -48,7 +48,7 @@ class _Bars:
 
 
 def _summary(info, as_json: bool, verb: str) -> None:
-    from vidsearch.models.hub import default_model
+    from vidsearch.models.install import default_model
 
     is_default = default_model() == (info.path.name if info.path else info.name)
     if as_json:
@@ -94,7 +94,7 @@ def pull_cmd(name, trust_unpinned, force, make_default, retries, keep_download, 
     mirror in $VIDSEARCH_HUB_URL) at a pinned revision. An interrupted transfer resumes where
     it stopped when you run the command again; a file that does not match its pin is deleted.
     """
-    from vidsearch.models.hub import pull
+    from vidsearch.models.install import pull
 
     bars = _Bars(quiet or as_json)
     try:
@@ -131,7 +131,7 @@ def import_cmd(path, name, force, make_default, as_json):
     On the air-gapped one:
       vidsearch model import clip.tgz
     """
-    from vidsearch.models.hub import import_model
+    from vidsearch.models.install import import_model
 
     info = import_model(path, name=name, force=force, make_default=make_default)
     _summary(info, as_json, "imported")
@@ -143,7 +143,7 @@ def import_cmd(path, name, force, make_default, as_json):
 @handle_errors
 def list_cmd(available, as_json):
     """Installed models: name, dimension, model id (name@sha), size; * marks the default."""
-    from vidsearch.models.hub import available_models, list_models
+    from vidsearch.models.install import available_models, list_models
 
     if available:
         rows = available_models()
@@ -180,7 +180,7 @@ def list_cmd(available, as_json):
 @handle_errors
 def default_cmd(name, as_json):
     """Show the default model, or make NAME (an installed model) the default."""
-    from vidsearch.models.hub import default_model, set_default
+    from vidsearch.models.install import default_model, set_default
 
     if name:
         info = set_default(name)

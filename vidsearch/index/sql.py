@@ -33,7 +33,7 @@ import numpy as np
 
 from vidsearch.errors import first_line, IndexError_, ModelError, UserError, VidsearchError
 from vidsearch.models.contract import ModelInfo
-from vidsearch.query.engine import installed_model
+from vidsearch.models.installed import installed_model
 from vidsearch.index.catalog import frames_model_id, model_dim
 from vidsearch.index.shards import IndexStore
 

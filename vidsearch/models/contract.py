@@ -15,9 +15,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from vidsearch.core.hashing import sha256_file
 from vidsearch.errors import ModelError
 from vidsearch.settings import models_dir, read_config
 
@@ -32,6 +34,9 @@ IMAGE_OUTPUT = "image_embeds"
 TEXT_INPUT = "input_ids"
 TEXT_OUTPUT = "text_embeds"
 
+#: A model name (also its directory name under ``models/``).
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -41,15 +46,15 @@ EXPORT_HINT = (
 )
 
 
-def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(bufsize)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
+def valid_name(name: str | None) -> bool:
+    """Model names are file names: letters, digits, '.', '_' and '-', at most 100 characters."""
+    return bool(NAME_RE.match(name or ""))
+
+
+def model_id_for(name: str, files: dict[str, str]) -> str:
+    """``name@<12 hex>``: the id that ``files`` (file name -> sha256) give a model called ``name``."""
+    digest = hashlib.sha256((files.get(IMAGE_FILE, "") + files.get(TEXT_FILE, "")).encode()).hexdigest()[:12]
+    return f"{name}@{digest}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +80,7 @@ class ModelInfo:
     @property
     def model_id(self) -> str:
         """Stable id carried by every embedding: name plus a hash of both ONNX files."""
-        digest = hashlib.sha256(
-            (self.files.get(IMAGE_FILE, "") + self.files.get(TEXT_FILE, "")).encode()
-        ).hexdigest()[:12]
-        return f"{self.name}@{digest}"
+        return model_id_for(self.name, self.files)
 
     @property
     def is_semantic(self) -> bool:
@@ -147,7 +149,8 @@ def load_model_info(name_or_path: str | os.PathLike | None = None, verify: bool 
     """Read and check a model directory. Never downloads anything.
 
     Raises :class:`ModelError` with a one-line message naming the directory and how to
-    get a model. With ``verify`` the ONNX files are re-hashed and compared to model.json.
+    get a model. With ``verify`` every file is re-hashed and compared to model.json (loading an
+    ONNX file always checks it: :mod:`vidsearch.models.verify`).
     """
     directory = resolve_model_path(name_or_path)
     if not directory.is_dir():
@@ -166,13 +169,23 @@ def load_model_info(name_or_path: str | os.PathLike | None = None, verify: bool 
             raise ModelError(f"{meta} has no sha256 for {fname}; rebuild it with: {EXPORT_HINT}")
     if verify:
         for fname, expected in info.files.items():
-            got = sha256_file(directory / fname)
-            if got != expected:
-                raise ModelError(
-                    f"{directory / fname} does not match the sha256 in {META_FILE} "
-                    f"({got[:12]}… != {expected[:12]}…); the model is damaged"
-                )
+            check_file(directory, fname, expected)
     return info
+
+
+def check_file(directory: Path, fname: str, expected: str) -> str:
+    """Hash ``directory/fname`` in full; a :class:`ModelError` naming both hashes unless it is ``expected``."""
+    path = directory / fname
+    try:
+        got = sha256_file(path)
+    except OSError as e:
+        raise ModelError(f"cannot read {path} ({e.strerror or e}); reinstall the model") from None
+    if got != expected:
+        raise ModelError(
+            f"{path} does not match the sha256 in {META_FILE} (file {got}, {META_FILE} {expected}); "
+            "the model is damaged or was modified: reinstall it"
+        )
+    return got
 
 
 def installed_models() -> list[ModelInfo]:

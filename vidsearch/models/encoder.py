@@ -1,6 +1,8 @@
 """ONNX Runtime adapter: run a model directory's image and text towers.
 
-Sessions are created lazily (a query needs only the text tower) and once per ``Encoder``.
+Sessions are created lazily (a query needs only the text tower) and once per ``Encoder``; each
+ONNX file is checked against model.json's SHA-256 just before it is loaded
+(:mod:`vidsearch.models.verify`), so embeddings never carry the id of a model they do not come from.
 Embeddings come back L2-normalised float32.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from vidsearch.models.providers import (
 )
 from vidsearch.models.tokenizer import get_tokenizer
 from vidsearch.settings import current
+from vidsearch.models.verify import verify_file, verify_tower
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class Encoder:
                     f"cannot create the TensorRT engine cache {plan.cache_dir} ({e.strerror}); "
                     "set VIDSEARCH_TRT_CACHE to a writable directory"
                 ) from None
+        verify_tower(self.info, fname)
         try:
             with stdout_to_stderr():
                 sess = ort.InferenceSession(str(path), sess_options=opts, providers=plan.entries)
@@ -119,6 +123,9 @@ class Encoder:
 
     def tokenize(self, texts: Sequence[str]) -> np.ndarray:
         if self._tokenizer is None:
+            spec = self.info.tokenizer
+            if isinstance(spec, dict) and spec.get("file") in self.info.files:
+                verify_file(self.info, spec["file"])
             self._tokenizer = get_tokenizer(self.info.tokenizer, self.info.context_length, self.info.path)
         return self._tokenizer(list(texts))
 

@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from vidsearch.errors import ModelError, UserError
+from vidsearch.errors import ModelError, UserError, first_line
 from vidsearch.models.contract import (
     IMAGE_FILE,
     IMAGE_INPUT,
@@ -33,7 +33,9 @@ from vidsearch.models.contract import (
     TEXT_INPUT,
     TEXT_OUTPUT,
     ModelInfo,
+    load_model_info,
     sha256_file,
+    valid_name,
     write_model_dir,
 )
 from vidsearch.settings import models_dir
@@ -51,7 +53,6 @@ INSTALL_HINT = (
     "model export needs torch and open_clip: pip install 'vidsearch[export]' "
     "(tested with torch==2.14.1 torchvision==0.29.1 open_clip_torch==3.3.0)"
 )
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: Sentences the exporter tokenizes with both vidsearch and open_clip to prove they agree.
 _TOKENIZER_PROBES = (
     "a photo of a dog",
@@ -92,11 +93,6 @@ def _offline() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def _check_tokenizer(arch: str, model_cfg: dict[str, Any]) -> None:
@@ -170,7 +166,7 @@ def _load_error(e: BaseException, arch: str, checkpoint: Path) -> ModelError:
             "give the --arch the checkpoint was trained with (e.g. ViT-B-16, ViT-L-14, ViT-B-32-quickgelu)"
         )
     return ModelError(
-        f"checkpoint {checkpoint.name} does not fit open_clip {arch} ({type(e).__name__}: {_first_line(e)[:200]}); "
+        f"checkpoint {checkpoint.name} does not fit open_clip {arch} ({type(e).__name__}: {first_line(e)[:200]}); "
         "give the --arch the checkpoint was trained with"
     )
 
@@ -218,6 +214,118 @@ def _cosines(a, b):
     return num / np.maximum(den, 1e-12)
 
 
+def _check_args(arch: str, checkpoint, random_weights: bool, name: str | None, opset: int) -> tuple[Path | None, str]:
+    """Refuse bad arguments before anything is imported or written; returns (checkpoint, name)."""
+    if random_weights and checkpoint is not None:
+        raise UserError("give either --checkpoint PATH or --random-weights, not both")
+    if not random_weights:
+        if checkpoint is None:
+            raise UserError(
+                "no checkpoint: give --checkpoint PATH to a local open_clip checkpoint file "
+                "(--random-weights builds a meaningless model for plumbing tests)"
+            )
+        checkpoint = Path(checkpoint).expanduser().resolve()
+        if not checkpoint.is_file():
+            raise UserError(
+                f"checkpoint {checkpoint} does not exist or is not a file; "
+                "give --checkpoint PATH to a local open_clip checkpoint (.bin, .pt, .safetensors)"
+            )
+    name = name or default_name(arch, random_weights)
+    if not valid_name(name):
+        raise UserError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
+    if opset < 14 or opset > 20:
+        raise UserError(f"--opset {opset} is not supported; use 14 to 20 (default {DEFAULT_OPSET})")
+    return checkpoint, name
+
+
+def _create_kwargs(open_clip, arch: str, model_cfg: dict[str, Any], tag: str | None) -> dict[str, Any]:
+    """``open_clip.create_model`` options: no pretrained towers; the tag's preprocessing and QuickGELU."""
+    kwargs: dict[str, Any] = {"pretrained_image": False, "pretrained_text": False}
+    if tag:
+        tag_cfg = open_clip.get_pretrained_cfg(arch, tag)
+        if not tag_cfg:
+            known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+            raise UserError(f"open_clip knows no pretrained tag {tag!r} for {arch} (known: {known})")
+        kwargs["force_preprocess_cfg"] = {
+            k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg
+        }
+        if tag_cfg.get("quick_gelu") and not model_cfg.get("quick_gelu"):
+            kwargs["force_quick_gelu"] = True
+    return kwargs
+
+
+def _build_model(torch, open_clip, arch: str, checkpoint: Path | None, create_kwargs: dict[str, Any], seed: int):
+    """The open_clip model in eval mode, float32: from ``checkpoint``, or random when it is None."""
+    if checkpoint is not None:
+        _check_readable(torch, checkpoint)
+    try:
+        if checkpoint is None:
+            with torch.random.fork_rng(), warnings.catch_warnings():
+                torch.manual_seed(seed)
+                warnings.simplefilter("ignore")
+                model = open_clip.create_model(arch, pretrained=None, **create_kwargs)
+        else:
+            # An absolute path to an existing file is never taken for a pretrained tag.
+            model = open_clip.create_model(arch, pretrained=str(checkpoint), **create_kwargs)
+    except Exception as e:
+        if checkpoint is None:
+            raise ModelError(f"cannot build open_clip {arch}: {first_line(e)[:300]}") from None
+        raise _load_error(e, arch, checkpoint) from None
+    return model.eval().float()
+
+
+def _preprocessing(open_clip, model, arch: str, model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """image_size, mean, std and context_length of the built model (the tokenizer is checked too)."""
+    pp = open_clip.get_model_preprocess_cfg(model)
+    image_size = _square(getattr(model.visual, "image_size", None) or pp.get("size"), "image size")
+    mean = tuple(float(x) for x in pp.get("mean", ()))
+    std = tuple(float(x) for x in pp.get("std", ()))
+    if len(mean) != 3 or len(std) != 3:
+        raise ModelError(f"open_clip {arch} has no 3-channel mean/std in its preprocess config")
+    if pp.get("resize_mode", "shortest") != "shortest":
+        log.warning(
+            "%s was trained with resize_mode=%r; vidsearch resizes the shortest side and centre-crops",
+            arch, pp.get("resize_mode"),
+        )
+    context_length = int(getattr(model, "context_length", None) or model_cfg["text_cfg"].get("context_length", 77))
+    _verify_tokenizer(open_clip, context_length)
+    return {"image_size": image_size, "mean": mean, "std": std, "context_length": context_length}
+
+
+def _provenance(arch: str, checkpoint: Path | None, tag: str | None, seed: int, say) -> dict[str, Any]:
+    """model.json's pretrained, semantics and description (with the checkpoint's SHA-256)."""
+    if checkpoint is None:
+        return {
+            "pretrained": None,
+            "semantics": "random",
+            "description": f"open_clip {arch} with RANDOM weights (seed {seed}): plumbing/testing only, embeddings mean nothing",
+        }
+    say(f"hashing {checkpoint.name}")
+    ck_sha = sha256_file(checkpoint)
+    description = f"open_clip {arch} exported from checkpoint {checkpoint.name} (sha256 {ck_sha})" + (
+        f", pretrained tag {tag}" if tag else ""
+    )
+    return {"pretrained": tag or checkpoint.name, "semantics": "clip", "description": description}
+
+
+def _write_and_install(torch, model, out: Path, force: bool, meta: dict[str, Any], opset: int, say) -> None:
+    """Export into a temporary directory beside ``out``, write model.json, rename it to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the model directory is not a secret
+    try:
+        dim = _export_towers(
+            torch, model, tmp, image_size=meta["image_size"], context_length=meta["context_length"], opset=opset, say=say
+        )
+        write_model_dir(tmp, ModelInfo(dim=dim, files={}, tokenizer="clip-bpe", **meta))
+        if out.exists() and any(out.iterdir()) and not force:  # appeared while we worked
+            raise UserError(f"{out} already exists; use --force to replace it, or choose another --out")
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def export_open_clip(
     arch: str,
     checkpoint: str | os.PathLike | None = None,
@@ -241,27 +349,8 @@ def export_open_clip(
     marks it ``semantics="random"``. ``out`` defaults to ``$VIDSEARCH_HOME/models/<name>``.
     """
     say = progress or (lambda msg: log.info("%s", msg))
-    if random_weights and checkpoint is not None:
-        raise UserError("give either --checkpoint PATH or --random-weights, not both")
-    if not random_weights:
-        if checkpoint is None:
-            raise UserError(
-                "no checkpoint: give --checkpoint PATH to a local open_clip checkpoint file "
-                "(--random-weights builds a meaningless model for plumbing tests)"
-            )
-        checkpoint = Path(checkpoint).expanduser().resolve()
-        if not checkpoint.is_file():
-            raise UserError(
-                f"checkpoint {checkpoint} does not exist or is not a file; "
-                "give --checkpoint PATH to a local open_clip checkpoint (.bin, .pt, .safetensors)"
-            )
-    name = name or default_name(arch, random_weights)
-    if not _NAME_RE.match(name):
-        raise UserError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
-    if opset < 14 or opset > 20:
-        raise UserError(f"--opset {opset} is not supported; use 14 to 20 (default {DEFAULT_OPSET})")
-    out = Path(out).expanduser() if out is not None else models_dir() / name
-    out = out.absolute()
+    checkpoint, name = _check_args(arch, checkpoint, random_weights, name, opset)
+    out = (Path(out).expanduser() if out is not None else models_dir() / name).absolute()
     _prepare_out(out, force)
 
     with _offline():
@@ -272,104 +361,20 @@ def export_open_clip(
                 f"unknown open_clip architecture {arch!r}; see open_clip.list_models() (e.g. ViT-B-32, ViT-B-16, ViT-L-14)"
             )
         _check_tokenizer(arch, model_cfg)
-
-        create_kwargs: dict[str, Any] = {"pretrained_image": False, "pretrained_text": False}
-        if tag:
-            tag_cfg = open_clip.get_pretrained_cfg(arch, tag)
-            if not tag_cfg:
-                known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
-                raise UserError(f"open_clip knows no pretrained tag {tag!r} for {arch} (known: {known})")
-            create_kwargs["force_preprocess_cfg"] = {
-                k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg
-            }
-            if tag_cfg.get("quick_gelu") and not model_cfg.get("quick_gelu"):
-                create_kwargs["force_quick_gelu"] = True
-
+        create_kwargs = _create_kwargs(open_clip, arch, model_cfg, tag)
         say(f"loading open_clip {arch}" + (" with random weights" if random_weights else f" from {checkpoint}"))
-        if not random_weights:
-            _check_readable(torch, checkpoint)
-        try:
-            if random_weights:
-                with torch.random.fork_rng(), warnings.catch_warnings():
-                    torch.manual_seed(seed)
-                    warnings.simplefilter("ignore")
-                    model = open_clip.create_model(arch, pretrained=None, **create_kwargs)
-            else:
-                # An absolute path to an existing file is never taken for a pretrained tag.
-                model = open_clip.create_model(arch, pretrained=str(checkpoint), **create_kwargs)
-        except Exception as e:
-            if random_weights:
-                raise ModelError(f"cannot build open_clip {arch}: {_first_line(e)[:300]}") from None
-            raise _load_error(e, arch, checkpoint) from None
-        model = model.eval().float()
-
-        pp = open_clip.get_model_preprocess_cfg(model)
-        image_size = _square(getattr(model.visual, "image_size", None) or pp.get("size"), "image size")
-        mean = tuple(float(x) for x in pp.get("mean", ()))
-        std = tuple(float(x) for x in pp.get("std", ()))
-        if len(mean) != 3 or len(std) != 3:
-            raise ModelError(f"open_clip {arch} has no 3-channel mean/std in its preprocess config")
-        if pp.get("resize_mode", "shortest") != "shortest":
-            log.warning(
-                "%s was trained with resize_mode=%r; vidsearch resizes the shortest side and centre-crops",
-                arch, pp.get("resize_mode"),
-            )
-        context_length = int(getattr(model, "context_length", None) or model_cfg["text_cfg"].get("context_length", 77))
-        _verify_tokenizer(open_clip, context_length)
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the model directory is not a secret
-        try:
-            info = _export_towers(
-                torch, model, tmp, image_size=image_size, context_length=context_length, opset=opset, say=say
-            )
-            dim = info["dim"]
-            if random_weights:
-                pretrained = None
-                description = f"open_clip {arch} with RANDOM weights (seed {seed}): plumbing/testing only, embeddings mean nothing"
-            else:
-                say(f"hashing {checkpoint.name}")
-                ck_sha = sha256_file(checkpoint)
-                pretrained = tag or checkpoint.name
-                description = (
-                    f"open_clip {arch} exported from checkpoint {checkpoint.name} (sha256 {ck_sha})"
-                    + (f", pretrained tag {tag}" if tag else "")
-                )
-            model_info = ModelInfo(
-                name=name,
-                image_size=image_size,
-                dim=dim,
-                files={},
-                mean=mean,
-                std=std,
-                context_length=context_length,
-                tokenizer="clip-bpe",
-                arch=arch,
-                pretrained=pretrained,
-                semantics="random" if random_weights else "clip",
-                description=description,
-            )
-            write_model_dir(tmp, model_info)
-            if out.exists() and any(out.iterdir()) and not force:  # appeared while we worked
-                raise UserError(f"{out} already exists; use --force to replace it, or choose another --out")
-            _install(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    from vidsearch.models.contract import load_model_info
+        model = _build_model(torch, open_clip, arch, checkpoint, create_kwargs, seed)
+        meta = _preprocessing(open_clip, model, arch, model_cfg)
+        meta.update(name=name, arch=arch, **_provenance(arch, checkpoint, tag, seed, say))
+        _write_and_install(torch, model, out, force, meta, opset, say)
 
     final = load_model_info(out)  # write_model_dir hashed the files we just wrote
     say(f"wrote {out} ({final.model_id}, dim {final.dim}, image size {final.image_size})")
     return final
 
 
-def _export_towers(torch, model, directory: Path, *, image_size: int, context_length: int, opset: int, say) -> dict[str, Any]:
-    """Write image.onnx and text.onnx into ``directory`` and check them against torch."""
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
+def _tower_modules(torch, model) -> tuple[Any, Any]:
+    """torch modules that return the image and the text embedding (not normalised)."""
 
     class ImageTower(torch.nn.Module):
         def __init__(self, m):
@@ -387,6 +392,61 @@ def _export_towers(torch, model, directory: Path, *, image_size: int, context_le
         def forward(self, input_ids):
             return self.m.encode_text(input_ids, normalize=False)
 
+    return ImageTower(model).eval(), TextTower(model).eval()
+
+
+def _onnx_export(torch, tower, sample, path: Path, in_name: str, out_name: str, opset: int) -> None:
+    """Trace ``tower`` on a batch of TRACE_BATCH into ``path`` with a dynamic batch axis."""
+    fname = path.name
+    # Not under torch.no_grad(): with grad off, nn.MultiheadAttention takes its fused fast path
+    # (aten::_native_multi_head_attention), which the ONNX exporter cannot translate.
+    try:
+        with torch.enable_grad(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                tower,
+                (sample[:TRACE_BATCH],),
+                str(path),
+                input_names=[in_name],
+                output_names=[out_name],
+                dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as e:
+        raise ModelError(f"torch.onnx.export failed for {fname}: {type(e).__name__}: {first_line(e)[:300]}") from None
+    if not path.is_file():
+        raise ModelError(f"torch.onnx.export wrote no {fname}")
+    extra = sorted(p.name for p in path.parent.iterdir() if p.name not in (IMAGE_FILE, TEXT_FILE))
+    if extra:
+        raise ModelError(
+            f"{fname} needed external weight files ({extra[0]}...): the tower is over 2 GB, which vidsearch does not support"
+        )
+
+
+def _check_against_torch(torch, tower, sample, path: Path, in_name: str, out_name: str) -> tuple[int, float]:
+    """Run the ONNX file on a batch size other than the traced one; returns (dim, worst cosine)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    fname = path.name
+    onnx.checker.check_model(str(path))
+    with torch.no_grad():
+        want = tower(sample).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run([out_name], {in_name: sample.numpy()})[0]
+    if got.shape != want.shape:
+        raise ModelError(f"{fname} returned shape {got.shape}, torch {want.shape}; the export is broken")
+    worst = float(np.min(_cosines(got, want)))
+    if not np.isfinite(worst) or worst < MIN_COSINE:
+        raise ModelError(f"{fname} disagrees with torch (cosine {worst:.6f} < {MIN_COSINE}); the export is broken")
+    return int(got.shape[-1]), worst
+
+
+def _export_towers(torch, model, directory: Path, *, image_size: int, context_length: int, opset: int, say) -> int:
+    """Write image.onnx and text.onnx into ``directory``, check them against torch; returns the dim."""
     from vidsearch.models.tokenizer import clip_bpe
 
     gen = torch.Generator().manual_seed(1234)
@@ -394,56 +454,20 @@ def _export_towers(torch, model, directory: Path, *, image_size: int, context_le
     ids = torch.from_numpy(
         clip_bpe(context_length)(["a photo of a cat", "people walking in the rain", "a red car"][: TRACE_BATCH + 1])
     )
+    image_tower, text_tower = _tower_modules(torch, model)
     towers = [
-        (IMAGE_FILE, ImageTower(model).eval(), pixels, IMAGE_INPUT, IMAGE_OUTPUT),
-        (TEXT_FILE, TextTower(model).eval(), ids, TEXT_INPUT, TEXT_OUTPUT),
+        (IMAGE_FILE, image_tower, pixels, IMAGE_INPUT, IMAGE_OUTPUT),
+        (TEXT_FILE, text_tower, ids, TEXT_INPUT, TEXT_OUTPUT),
     ]
     dims = {}
     for fname, tower, sample, in_name, out_name in towers:
-        path = directory / fname
         say(f"exporting {fname} (opset {opset})")
-        # Not under torch.no_grad(): with grad off, nn.MultiheadAttention takes its fused fast path
-        # (aten::_native_multi_head_attention), which the ONNX exporter cannot translate.
-        try:
-            with torch.enable_grad(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    tower,
-                    (sample[:TRACE_BATCH],),
-                    str(path),
-                    input_names=[in_name],
-                    output_names=[out_name],
-                    dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}},
-                    opset_version=opset,
-                    do_constant_folding=True,
-                    dynamo=False,
-                )
-        except Exception as e:
-            raise ModelError(f"torch.onnx.export failed for {fname}: {type(e).__name__}: {_first_line(e)[:300]}") from None
-        if not path.is_file():
-            raise ModelError(f"torch.onnx.export wrote no {fname}")
-        extra = sorted(p.name for p in directory.iterdir() if p.name not in (IMAGE_FILE, TEXT_FILE))
-        if extra:
-            raise ModelError(
-                f"{fname} needed external weight files ({extra[0]}...): the tower is over 2 GB, which vidsearch does not support"
-            )
-        onnx.checker.check_model(str(path))
-
-        # Check the ONNX file against torch on a batch size other than the traced one.
-        with torch.no_grad():
-            want = tower(sample).numpy()
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = sess.run([out_name], {in_name: sample.numpy()})[0]
-        if got.shape != want.shape:
-            raise ModelError(f"{fname} returned shape {got.shape}, torch {want.shape}; the export is broken")
-        worst = float(np.min(_cosines(got, want)))
-        if not np.isfinite(worst) or worst < MIN_COSINE:
-            raise ModelError(f"{fname} disagrees with torch (cosine {worst:.6f} < {MIN_COSINE}); the export is broken")
-        dims[fname] = int(got.shape[-1])
+        _onnx_export(torch, tower, sample, directory / fname, in_name, out_name, opset)
+        dims[fname], worst = _check_against_torch(torch, tower, sample, directory / fname, in_name, out_name)
         say(f"checked {fname} against torch: worst cosine {worst:.7f}")
     if dims[IMAGE_FILE] != dims[TEXT_FILE]:
         raise ModelError(f"image and text embeddings differ in size ({dims[IMAGE_FILE]} vs {dims[TEXT_FILE]})")
-    return {"dim": dims[IMAGE_FILE]}
+    return dims[IMAGE_FILE]
 
 
 __all__ = ["export_open_clip", "default_name", "DEFAULT_OPSET", "INSTALL_HINT"]

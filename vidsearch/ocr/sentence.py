@@ -12,13 +12,13 @@ The session is created on first use, once per :class:`SentenceEmbedder`.
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from vidsearch.core.hashing import sha256_file
 from vidsearch.errors import first_line, ModelError, UserError
 from vidsearch.settings import current
 
@@ -48,14 +48,6 @@ def default_model_path() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class SentenceEmbedder:
     """``encode(texts) -> float32 [N, 384]``, rows L2-normalised; cosine = dot product."""
 
@@ -83,7 +75,7 @@ class SentenceEmbedder:
     def model_id(self) -> str:
         """``all-MiniLM-L6-v2-int8@<12 hex of the file's sha256>``: store it next to vectors."""
         if self._sha is None:
-            self._sha = _sha256(self.model_path)
+            self._sha = sha256_file(self.model_path)
         return f"{MODEL_NAME}@{self._sha[:12]}"
 
     def load(self) -> "SentenceEmbedder":
@@ -98,7 +90,7 @@ class SentenceEmbedder:
 
         path = self.model_path
         if self.verify and self._model_path_is_default():
-            sha = self._sha or _sha256(path)
+            sha = self._sha or sha256_file(path)
             self._sha = sha
             if sha != MODEL_SHA256:
                 raise ModelError(f"{path} is not the expected all-MiniLM-L6-v2 int8 file (sha256 {sha[:12]}...); "

@@ -91,19 +91,6 @@ def pick_model(store: IndexStore, requested: str | None) -> ModelInfo:
     raise UserError(f"this index holds several models ({names}); choose one with --model")
 
 
-def installed_model(model_id: str, requested: str | None = None) -> ModelInfo:
-    """The installed model whose id is ``model_id`` (or the one asked for, which must be that model)."""
-    if requested:
-        info = load_model_info(requested)
-        if info.model_id != model_id:
-            raise UserError(f"model {info.model_id} is not the model these results came from ({model_id}); pass that model")
-        return info
-    for info in installed_models():
-        if info.model_id == model_id:
-            return info
-    raise ModelError(f"model {model_id} is not installed: install it (vidsearch model import DIR) or pass --model DIR")
-
-
 def combine(vectors: np.ndarray) -> np.ndarray:
     """Average of unit vectors, re-normalised (prompt ensembling)."""
     v = np.asarray(vectors, dtype=np.float32).mean(axis=0)

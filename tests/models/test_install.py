@@ -25,7 +25,8 @@ pytestmark = pytest.mark.hub  # the multilingual test models need the tokenizers
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from vidsearch.models import hub  # noqa: E402
+from vidsearch.models import download, install, towers  # noqa: E402
+from vidsearch.models.registry import file_url, registry  # noqa: E402
 from vidsearch.models.encoder import Encoder  # noqa: E402
 from vidsearch.errors import ModelError, TransientError  # noqa: E402
 from vidsearch.models.contract import load_model_info, resolve_model_path  # noqa: E402
@@ -298,7 +299,7 @@ def server(tmp_path, home, monkeypatch):
     reg.write_text(json.dumps(entries))
     monkeypatch.setenv("VIDSEARCH_HUB_URL", hubsrv.url)
     monkeypatch.setenv("VIDSEARCH_HUB_REGISTRY", str(reg))
-    monkeypatch.setattr(hub, "RETRY_BACKOFF_MAX_S", 0.0)  # retry interrupted downloads at once
+    monkeypatch.setattr(download, "RETRY_BACKOFF_MAX_S", 0.0)  # retry interrupted downloads at once
     hubsrv.weights = weights
     yield hubsrv
     hubsrv.close()
@@ -320,7 +321,7 @@ def _installed(home: Path) -> list[str]:
 
 
 def test_pull_pinned_model_installs_a_directory_the_encoder_loads(server, home):
-    info = hub.pull("tiny-clip")
+    info = install.pull("tiny-clip")
     assert info.path == home / "models" / "tiny-clip"
     assert sorted(p.name for p in info.path.iterdir()) == ["image.onnx", "model.json", "text.onnx"]
     assert (info.dim, info.image_size, info.context_length, info.tokenizer) == (D, S, L, "clip-bpe")
@@ -328,7 +329,7 @@ def test_pull_pinned_model_installs_a_directory_the_encoder_loads(server, home):
     meta = json.loads((info.path / "model.json").read_text())
     assert meta["source"]["pinned"] is True and meta["source"]["revision"] == REV
     assert meta["source"]["batch"] == {"image": "scan", "text": "dynamic"}  # the visual tower has batch 1 baked in
-    assert hub.default_model() == "tiny-clip"  # first model becomes the default
+    assert install.default_model() == "tiny-clip"  # first model becomes the default
     assert not (home / "downloads" / "test__tiny-clip").exists()  # upstream files cleaned up
 
     enc = Encoder.load(None)  # the default model
@@ -346,12 +347,12 @@ def test_pull_pinned_model_installs_a_directory_the_encoder_loads(server, home):
 
     # Pulling again is a no-op that does not download.
     n = len(server.requests)
-    assert hub.pull("tiny-clip").model_id == info.model_id
+    assert install.pull("tiny-clip").model_id == info.model_id
     assert len(server.requests) == n
 
 
 def test_pull_dynamic_batch_export_keeps_the_batch(server, home):
-    info = hub.pull("tiny-clip-dyn")
+    info = install.pull("tiny-clip-dyn")
     meta = json.loads((info.path / "model.json").read_text())
     assert meta["source"]["batch"] == {"image": "dynamic", "text": "dynamic"}
     pixels = np.random.default_rng(3).standard_normal((4, 3, S, S)).astype(np.float32)
@@ -362,26 +363,26 @@ def test_pull_dynamic_batch_export_keeps_the_batch(server, home):
 
 def test_checksum_mismatch_is_refused_and_nothing_is_installed(server, home):
     with pytest.raises(ModelError, match="does not match its pin"):
-        hub.pull("tiny-bad", retries=0)
+        install.pull("tiny-bad", retries=0)
     assert _installed(home) == []
     cache = home / "downloads" / "test__tiny-clip" / REV
     assert not (cache / "textual" / "model.onnx").exists()
     assert not (cache / "textual" / "model.onnx.part").exists()  # discarded, never kept for resume
-    assert hub.default_model() is None
+    assert install.default_model() is None
 
 
 def test_interrupted_transfer_keeps_part_and_the_next_pull_resumes_with_range(server, home):
     full = (server.repo_dir("test/tiny-clip") / "textual" / "model.onnx").stat().st_size
     server.cut_once.add("textual/model.onnx")
     with pytest.raises(TransientError, match="run the same command again to resume"):
-        hub.pull("tiny-clip", retries=0)
+        install.pull("tiny-clip", retries=0)
     part = home / "downloads" / "test__tiny-clip" / REV / "textual" / "model.onnx.part"
     assert part.is_file() and 0 < part.stat().st_size < full
     have = part.stat().st_size
     assert _installed(home) == []
     assert server.ranges("textual/model.onnx") == []
 
-    info = hub.pull("tiny-clip", retries=0)
+    info = install.pull("tiny-clip", retries=0)
     assert server.ranges("textual/model.onnx") == [f"bytes={have}-"]
     load_model_info(info.path, verify=True)
     assert not part.exists()
@@ -389,7 +390,7 @@ def test_interrupted_transfer_keeps_part_and_the_next_pull_resumes_with_range(se
 
 def test_interrupted_transfer_is_retried_within_one_pull(server, home):
     server.cut_once.add("visual/model.onnx")
-    hub.pull("tiny-clip", retries=2)
+    install.pull("tiny-clip", retries=2)
     assert len(server.ranges("visual/model.onnx")) == 1
     load_model_info("tiny-clip", verify=True)
 
@@ -400,17 +401,17 @@ def test_part_from_another_file_is_discarded_never_loaded(server, home):
     cache.mkdir(parents=True)
     (cache / "model.onnx.part").write_bytes(b"\0" * 1000)  # garbage prefix
     with pytest.raises(ModelError, match="does not match its pin"):
-        hub.pull("tiny-clip", retries=0)
+        install.pull("tiny-clip", retries=0)
     assert not (cache / "model.onnx.part").exists()
     assert _installed(home) == []
-    hub.pull("tiny-clip", retries=0)
+    install.pull("tiny-clip", retries=0)
     load_model_info("tiny-clip", verify=True)
 
 
 def test_server_that_ignores_range_restarts_the_file(server, home):
     server.cut_once.add("textual/model.onnx")
     server.ignore_range = True
-    hub.pull("tiny-clip", retries=1)
+    install.pull("tiny-clip", retries=1)
     load_model_info("tiny-clip", verify=True)
 
 
@@ -441,7 +442,7 @@ def test_unpinned_files_are_refused_unless_trusted(server, home, runner):
 
 
 def test_multilingual_model_uses_tokenizer_json_and_an_in_graph_attention_mask(server, home):
-    info = hub.pull("tiny-mclip")
+    info = install.pull("tiny-mclip")
     assert info.tokenizer == {"type": "hf-tokenizers", "file": "tokenizer.json", "pad_id": 1}
     assert (info.path / "tokenizer.json").is_file() and "tokenizer.json" in info.files
     meta = json.loads((info.path / "model.json").read_text())
@@ -457,9 +458,9 @@ def test_multilingual_model_uses_tokenizer_json_and_an_in_graph_attention_mask(s
 
 def test_external_weight_files_named_by_the_graph_are_fetched(server, home):
     with pytest.raises(ModelError, match="external weight files"):
-        hub.pull("tiny-mclip-ext")
+        install.pull("tiny-mclip-ext")
     assert server.requests == []
-    info = hub.pull("tiny-mclip-ext", trust_unpinned=True)
+    info = install.pull("tiny-mclip-ext", trust_unpinned=True)
     fetched = json.loads((info.path / "model.json").read_text())["source"]["files"]
     assert {"textual/emb", "textual/ax1", "textual/ax2", "textual/shape"} <= set(fetched)
     texts = ["一只狗", "langit biru"]
@@ -483,7 +484,7 @@ def _fresh_home(tmp_path, monkeypatch, name: str) -> Path:
 
 
 def test_import_from_directory_and_tar_gz_on_an_air_gapped_machine(server, home, tmp_path, monkeypatch, runner):
-    info = hub.pull("tiny-clip")
+    info = install.pull("tiny-clip")
     copy = tmp_path / "usb" / "tiny-clip"
     shutil.copytree(info.path, copy)
     archive = tmp_path / "usb" / "tiny-clip.tar.gz"
@@ -498,17 +499,17 @@ def test_import_from_directory_and_tar_gz_on_an_air_gapped_machine(server, home,
     load_model_info("tiny-clip", verify=True)
 
     h2 = _fresh_home(tmp_path, monkeypatch, "site-b")
-    imported = hub.import_model(archive)
+    imported = install.import_model(archive)
     assert imported.model_id == info.model_id and imported.path == h2 / "models" / "tiny-clip"
     pixels = np.random.default_rng(1).standard_normal((2, 3, S, S)).astype(np.float32)
     np.testing.assert_allclose(Encoder(imported).encode_images(pixels), Encoder(info).encode_images(pixels), atol=1e-6)
 
     with pytest.raises(ModelError, match="already installed"):
-        hub.import_model(archive)
+        install.import_model(archive)
 
 
 def test_import_refuses_a_damaged_copy(server, home, tmp_path, monkeypatch):
-    info = hub.pull("tiny-clip")
+    info = install.pull("tiny-clip")
     copy = tmp_path / "copy"
     shutil.copytree(info.path, copy)
     data = bytearray((copy / "text.onnx").read_bytes())
@@ -516,14 +517,14 @@ def test_import_refuses_a_damaged_copy(server, home, tmp_path, monkeypatch):
     (copy / "text.onnx").write_bytes(bytes(data))
     h = _fresh_home(tmp_path, monkeypatch, "site")
     with pytest.raises(ModelError, match="does not match the sha256"):
-        hub.import_model(copy)
+        install.import_model(copy)
     assert not (h / "models" / "tiny-clip").exists()
 
 
 def test_import_converts_an_upstream_layout_directory(tmp_path, home):
     src = tmp_path / "ViT-tiny__test"
     weights = upstream_clip(src)
-    info = hub.import_model(src, name="tiny-up")
+    info = install.import_model(src, name="tiny-up")
     assert info.path.name == "tiny-up" and info.dim == D
     pixels = np.random.default_rng(2).standard_normal((2, 3, S, S)).astype(np.float32)
     np.testing.assert_allclose(Encoder(info).encode_images(pixels), _norm(pixels.reshape(2, -1) @ weights["w"]), rtol=1e-4, atol=1e-5)
@@ -537,15 +538,15 @@ def test_import_rejects_an_archive_without_a_model(tmp_path, home):
     with tarfile.open(archive, "w:gz") as t:
         t.add(junk, arcname="junk")
     with pytest.raises(ModelError, match="no model found"):
-        hub.import_model(archive)
+        install.import_model(archive)
     assert _installed(home) == []
 
 
 def test_list_shows_models_and_the_default(server, home, runner):
     r = run_cli(runner, "model", "list")
     assert "vidsearch model pull clip-vit-b-32" in r.output
-    hub.pull("tiny-clip")
-    hub.pull("tiny-mclip")
+    install.pull("tiny-clip")
+    install.pull("tiny-mclip")
     rows = json.loads(run_cli(runner, "model", "list", "--json").output)
     by = {r["name"]: r for r in rows}
     assert set(by) == {"tiny-clip", "tiny-mclip"}
@@ -573,7 +574,7 @@ def test_no_model_installed_says_how_to_get_one(home):
 
 def test_builtin_registry_pins_are_well_formed(monkeypatch):
     monkeypatch.delenv("VIDSEARCH_HUB_REGISTRY", raising=False)
-    reg = hub.registry()
+    reg = registry()
     assert {"clip-vit-b-32", "clip-vit-l-14", "clip-multilingual-vit-b-32"} <= set(reg)
     for e in reg.values():
         assert re.fullmatch(r"[0-9a-f]{40}", e.revision), e.name
@@ -584,16 +585,16 @@ def test_builtin_registry_pins_are_well_formed(monkeypatch):
             assert e.image_size and e.dim and e.mean and e.std and e.tokenizer
     assert reg["clip-vit-b-32"].pinned and reg["clip-vit-l-14"].pinned
     assert not reg["clip-multilingual-vit-b-32"].pinned  # no published hashes: needs --trust-unpinned
-    url = hub.file_url(reg["clip-vit-b-32"], "visual/model.onnx", "https://huggingface.co")
+    url = file_url(reg["clip-vit-b-32"], "visual/model.onnx", "https://huggingface.co")
     assert url == f"https://huggingface.co/immich-app/ViT-B-32__openai/resolve/{reg['clip-vit-b-32'].revision}/visual/model.onnx"
 
 
 def test_big_towers_are_saved_with_external_weights(tmp_path, home, monkeypatch):
     """Towers over the 2 GiB protobuf limit keep their weights in <file>.data (forced small here)."""
-    monkeypatch.setattr(hub, "_EXTERNAL_DATA_THRESHOLD", 0)
+    monkeypatch.setattr(towers, "_EXTERNAL_DATA_THRESHOLD", 0)
     src = tmp_path / "up"
     weights = upstream_mclip(src)
-    info = hub.import_model(src, name="big")
+    info = install.import_model(src, name="big")
     assert {"image.onnx.data", "text.onnx.data", "tokenizer.json"} <= set(info.files)
     load_model_info("big", verify=True)
     tok, emb = weights["tok"], weights["emb"]
