@@ -9,7 +9,9 @@ import pytest
 
 from conftest import run_cli
 from vidsearch.errors import UserError
-from vidsearch.query.engine import contrast_scores, parse_when, query_label
+from vidsearch.core.clip import contrast_scores
+from vidsearch.core.timeparse import parse_when
+from vidsearch.query.vectors import query_label
 from vidsearch.demo.synth import make_video
 
 

@@ -19,8 +19,8 @@ from vidsearch.retro.classify import (
     label_vectors,
     parse_labels,
     prompts_for,
-    softmax_probs,
 )
+from vidsearch.core.clip import softmax_probs
 from vidsearch.models.encoder import Encoder
 from vidsearch.errors import UserError
 

@@ -121,7 +121,7 @@ class SqlSession:
 
         @functools.lru_cache(maxsize=64)
         def image_vec(path: str) -> tuple:
-            from vidsearch.query.engine import image_vectors
+            from vidsearch.query.vectors import image_vectors
 
             return tuple(float(x) for x in image_vectors(self.encoder(), [path])[0])
 

@@ -372,7 +372,8 @@ def text_ranges(
     """
     from vidsearch.ocr import textcache
     from vidsearch.ocr import textmatch as tm
-    from vidsearch.query.engine import QueryResult, _glob_match, parse_creation_time, parse_when, recorded_mask
+    from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask
+    from vidsearch.query.engine import QueryResult, _glob_match
 
     t0 = time.perf_counter()
     q = tm.prepare_query(query, max_errors=max_errors)
