@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from conftest import run_cli
 from vidsearch.query.vectors import query_label
 from vidsearch.demo.synth import make_video
