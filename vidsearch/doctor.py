@@ -225,27 +225,7 @@ def checks(report: dict[str, Any]) -> list[dict[str, str]]:
 
     add("python", OK, report["python"]["version"])
     add("vidsearch", OK, f"{report['vidsearch']['version']} (home {report['vidsearch']['home']})")
-    o = report["onnxruntime"]
-    if o.get("ok"):
-        add("onnxruntime", OK, f"{o['version']} (providers listed: {', '.join(o['available'])})")
-        for short in ("tensorrt", "cuda", "cpu"):
-            probe = o["usable"].get(short)
-            if probe is None:
-                add(f"provider {short}", INFO, "not in this onnxruntime build (GPU needs onnxruntime-gpu)")
-            elif probe["usable"]:
-                add(f"provider {short}", OK, "session created and ran")
-            else:
-                add(f"provider {short}", WARN if short != "cpu" else FAIL, probe.get("error") or "not usable")
-    else:
-        add("onnxruntime", FAIL, o.get("error", "?"))
-    p = report["providers"]
-    if p.get("error"):
-        add("providers setting", FAIL, p["error"])
-    else:
-        detail = f"{p['choice']} -> {p['would_use']}"
-        if p.get("trt_engine_dir"):
-            detail += f" (engine cache {p['trt_engine_dir']})"
-        add("providers setting", OK, detail)
+    _onnx_checks(report, add)
     g = report["gpu"]
     add("gpu", INFO, f"{g['name']} (driver {g.get('driver', '?')}, {g.get('memory', '?')})" if g else "none found (no nvidia-smi)")
     a = report["av"]
@@ -277,6 +257,31 @@ def checks(report: dict[str, Any]) -> list[dict[str, str]]:
         else:
             add("warm-up", FAIL, w["error"])
     return rows
+
+
+def _onnx_checks(report: dict[str, Any], add) -> None:
+    """onnxruntime, each execution provider, and the providers setting."""
+    o = report["onnxruntime"]
+    if o.get("ok"):
+        add("onnxruntime", OK, f"{o['version']} (providers listed: {', '.join(o['available'])})")
+        for short in ("tensorrt", "cuda", "cpu"):
+            probe = o["usable"].get(short)
+            if probe is None:
+                add(f"provider {short}", INFO, "not in this onnxruntime build (GPU needs onnxruntime-gpu)")
+            elif probe["usable"]:
+                add(f"provider {short}", OK, "session created and ran")
+            else:
+                add(f"provider {short}", WARN if short != "cpu" else FAIL, probe.get("error") or "not usable")
+    else:
+        add("onnxruntime", FAIL, o.get("error", "?"))
+    p = report["providers"]
+    if p.get("error"):
+        add("providers setting", FAIL, p["error"])
+    else:
+        detail = f"{p['choice']} -> {p['would_use']}"
+        if p.get("trt_engine_dir"):
+            detail += f" (engine cache {p['trt_engine_dir']})"
+        add("providers setting", OK, detail)
 
 
 def healthy(report: dict[str, Any]) -> bool:

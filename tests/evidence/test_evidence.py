@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from vidsearch.evidence.export import cut_clip, svg_plot, verify_manifest, Series
+from vidsearch.evidence.manifest import verify_manifest
+from vidsearch.evidence.report import Series, svg_plot
+from vidsearch.media.clips import cut_clip
 from vidsearch.models.contract import sha256_file
 
 GOP_S = 2.0  # synth.make_video: a keyframe at least every 2 seconds
@@ -121,12 +123,12 @@ def test_clip_reencode_pad_and_fallback(hits, runner, tmp_path, monkeypatch):
     c = morning(json.loads((out / "manifest.json").read_text())["ranges"])["clip"]
     assert 9.0 - GOP_S <= c["start"] <= 9.0 and c["end"] == pytest.approx(19.0)
     # a stream copy that fails falls back to re-encoding
-    import vidsearch.evidence.export as ev
+    import vidsearch.media.clips as clips
 
     def broken(*a, **k):
         raise ValueError("codec not supported by the container")
 
-    monkeypatch.setattr(ev, "_copy_clip", broken)
+    monkeypatch.setattr(clips, "_copy_clip", broken)
     src = next(r["path"] for r in json.loads(hits.read_text())["ranges"] if r["path"].endswith("noon.mp4"))
     clip = cut_clip(src, 20.0, 26.0, tmp_path / "fb" / "c.mp4")
     assert clip.method == "re-encode" and clip.start == 20.0 and len(decode(clip.path)) == 60

@@ -4,12 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 from conftest import run_cli
-from vidsearch.errors import UserError
-from vidsearch.query.engine import contrast_scores, parse_when, query_label
+from vidsearch.query.vectors import query_label
 from vidsearch.demo.synth import make_video
 
 
@@ -21,24 +17,8 @@ def query(runner, *args) -> dict:
     return json.loads(run_cli(runner, "query", *args, "--json").stdout)
 
 
-def test_contrast_formula():
-    pos = np.array([0.30, 0.30, 0.02])
-    neg = np.array([0.10, 0.40, 0.02])
-    s = contrast_scores(pos, [neg])
-    assert s[0] == pytest.approx(0.30, rel=1e-6)  # positive wins by 0.2: keeps its cosine
-    assert s[1] == pytest.approx(0.30 / (1 + np.exp(10)), rel=1e-5)  # negative wins by 0.1: nearly nothing left
-    assert s[2] == pytest.approx(0.01, rel=1e-6)  # a tie halves the score
-    np.testing.assert_allclose(contrast_scores(pos, []), pos.astype(np.float32))
+def test_query_label():
     assert query_label(["red", "crimson"], ["blue"], ["/x/ex.png"]) == "red | crimson + image:ex.png - not: blue"
-
-
-def test_parse_when():
-    assert parse_when("2026-11-02").isoformat() == "2026-11-02T00:00:00+00:00"
-    assert parse_when("2026-11-02 08:30").isoformat() == "2026-11-02T08:30:00+00:00"
-    assert parse_when("2026-11-02T09:30:00+01:00").isoformat() == "2026-11-02T08:30:00+00:00"
-    assert parse_when("2026-11-02T08:00:00.000000Z").isoformat() == "2026-11-02T08:00:00+00:00"
-    with pytest.raises(UserError, match="ISO 8601"):
-        parse_when("yesterday")
 
 
 def test_negative_prompt_drops_the_blue_scenes_and_keeps_red(home, colour, archive, runner):

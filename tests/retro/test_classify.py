@@ -19,7 +19,6 @@ from vidsearch.retro.classify import (
     label_vectors,
     parse_labels,
     prompts_for,
-    softmax_probs,
 )
 from vidsearch.models.encoder import Encoder
 from vidsearch.errors import UserError
@@ -37,14 +36,6 @@ def test_labels_and_templates():
         check_templates(["a photo"])
     assert prompts_for("car", ["a photo of a {}.", "{} at night"]) == ["a photo of a car.", "car at night"]
     assert all(t.count("{}") == 1 for t in DEFAULT_TEMPLATES) and len(DEFAULT_TEMPLATES) == 8
-
-
-def test_softmax_uses_clip_logit_scale():
-    p = softmax_probs(np.array([[0.30, 0.29, 0.20]]))
-    e = np.exp(100 * np.array([0.30, 0.29, 0.20]))
-    np.testing.assert_allclose(p[0], e / e.sum())
-    assert p[0, 0] == pytest.approx(1 / (1 + np.exp(-1) + np.exp(-10)))  # a 0.01 cosine gap is a factor e
-    np.testing.assert_allclose(softmax_probs(np.zeros((2, 4))), 0.25)
 
 
 def test_timeline_runs_uncertain_and_min_segment():

@@ -39,11 +39,10 @@ def classify_cmd(ctx, labels, templates, model, providers, video_glob, after, be
     most probable label become segments:
     vidsearch classify --labels "delivery,person,car,empty street" --min-prob 0.5
     """
-    from vidsearch.retro.classify import DEFAULT_TEMPLATES, parse_labels
-    from vidsearch.models.encoder import Encoder
-    from vidsearch.retro.service import classify_frames
-    from vidsearch.query.engine import pick_model
     from vidsearch.index.shards import IndexStore
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.query.models import pick_model
+    from vidsearch.retro.classify import DEFAULT_TEMPLATES, classify_frames, parse_labels
 
     names = parse_labels(labels)
     store = IndexStore(ctx.index)

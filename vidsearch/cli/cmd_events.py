@@ -40,10 +40,9 @@ def events_cmd(ctx, text, model, providers, video_glob, high, low, smooth_s, min
     vidsearch events "a package on the doorstep" --min-duration 5 --csv > doorstep.csv
     """
     from vidsearch.models.encoder import Encoder
-    from vidsearch.retro.events import CSV_COLUMNS, csv_rows, summarise
-    from vidsearch.retro.service import find_events
-    from vidsearch.query.engine import pick_model
     from vidsearch.index.shards import IndexStore
+    from vidsearch.query.models import pick_model
+    from vidsearch.retro.events import CSV_COLUMNS, csv_rows, find_events, summarise
 
     if not text and not images:
         raise click.UsageError('say what to look for: vidsearch events "a package on the doorstep" (or --image PATH)')

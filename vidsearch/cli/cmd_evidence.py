@@ -34,7 +34,8 @@ def evidence_cmd(ctx, results, out_dir, model, providers, no_clips, reencode, pa
     vidsearch query "red car" --json > hits.json && vidsearch export hits.json --out evidence/
     """
     from vidsearch.errors import VidsearchError
-    from vidsearch.evidence.export import catalog_context, export_evidence, load_results, score_series
+    from vidsearch.evidence.export import catalog_context, export_evidence, score_series
+    from vidsearch.evidence.results import load_results
     from vidsearch.index.shards import IndexStore
 
     data = load_results(results, stdin=sys.stdin)

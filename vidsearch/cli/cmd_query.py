@@ -5,7 +5,6 @@ from pathlib import Path
 
 import click
 
-from vidsearch.query.engine import load_frame_index, parse_when, pick_model, text_query
 from vidsearch.index.shards import IndexStore
 from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
@@ -38,58 +37,48 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
     Refine with --not "person in blue", search by example with --image PATH, and limit to
     recorded times with --after/--before (files that carry a creation time).
     """
-    from vidsearch.models.encoder import Encoder
+    from vidsearch.query.service import run_query
 
     text = tuple(t for t in text if t.strip())
     if not text and not text_in_frame and not images:
         raise click.UsageError('say what to look for: vidsearch query "person in a red jacket" and/or --text-in-frame "EXIT"')
-    visual = bool(text or images)
-    if negatives and not visual:
+    if negatives and not (text or images):
         raise click.UsageError("--not steers a visual query away from something: give TEXT or --image too")
-    after, before = parse_when(after), parse_when(before)  # a mistyped time fails before any model loads
     store = IndexStore(ctx.index)
-    in_frame = None
-    if text_in_frame:
-        from vidsearch.ocr.channel import text_ranges
 
-        # with a visual query too, every text range may meet a visual one: rank after intersecting
-        in_frame = text_ranges(store, text_in_frame, top=None if visual else top,
-                               min_score=None if visual else min_score, video_glob=video_glob,
-                               after=after, before=before)
-    if not visual:
-        result = in_frame
-        skipped_note(result.skipped_no_time)
-    else:
+    def open_encoder():
+        from vidsearch.models.encoder import Encoder
+        from vidsearch.query.models import pick_model
+
         info = pick_model(store, model)
         semantics_warning(info)
-        encoder = Encoder(info, providers=providers)
-        index = load_frame_index(store, info.model_id)
-        result = text_query(store, encoder, list(text), index=index, top=None if in_frame else top,
-                            min_score=min_score, video_glob=video_glob, smooth_s=smooth_s, negatives=list(negatives),
-                            images=[str(p) for p in images], after=after, before=before)
-        skipped_note(result.skipped_no_time)
-        if in_frame is not None:
-            from vidsearch.ocr.channel import both
+        return Encoder(info, providers=providers)
 
-            result = both(result, in_frame, top)
+    result = run_query(store, list(text), open_encoder, text_in_frame=text_in_frame, negatives=list(negatives),
+                       images=[str(p) for p in images], top=top, min_score=min_score, video_glob=video_glob,
+                       smooth_s=smooth_s, after=after, before=before)
+    skipped_note(result.skipped_no_time)
     if thumbs:
         from vidsearch.media.thumbs import write_thumbnails
 
         write_thumbnails(result.ranges, thumbs)
     if as_json:
         echo_json(result.to_dict())
-        return
-    if not result.ranges:
+    elif not result.ranges:
         click.echo(f"no matches for {result.query!r} in {result.frames_scanned} frames")
-        return
+    else:
+        _print_ranges(result.ranges, on_screen=bool(text_in_frame), thumbs=bool(thumbs))
+
+
+def _print_ranges(ranges, *, on_screen: bool, thumbs: bool) -> None:
     rows = [
         {"rank": i + 1, "video": display_path(r.path), "start": format_ts(r.start), "end": format_ts(r.end),
          "peak": format_ts(r.peak_time), "score": f"{r.peak_score:.3f}", "thumb": r.thumbnail or ""}
-        for i, r in enumerate(result.ranges)
+        for i, r in enumerate(ranges)
     ]
     cols = [("rank", "#"), ("video", "video"), ("start", "start"), ("end", "end"), ("peak", "peak"), ("score", "score")]
-    if in_frame is not None:  # what was read on screen, and how it matched
-        for row, r in zip(rows, result.ranges):
+    if on_screen:  # what was read on screen, and how it matched
+        for row, r in zip(rows, ranges):
             row["text"] = f"{getattr(r, 'text', '')} ({getattr(r, 'match', '')})"
         cols.append(("text", "on screen"))
     if thumbs:

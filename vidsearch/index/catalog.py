@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import IndexError_
+from vidsearch.errors import IndexError_, UserError, first_line
 from vidsearch.index.channel import AliasView, Channel, ShardView
 from vidsearch.index.shards import SCHEMA_VERSION, IndexStore, model_slug
 
@@ -411,3 +414,43 @@ class Catalog:
                 for p, d, dn, pe, fa in q(PER_VIDEO).fetchall()
             ],
         }
+
+
+# -- the sandbox of `vidsearch sql` ------------------------------------------------------------
+def sandboxed_connection(store: IndexStore):
+    """A private in-memory DuckDB with the catalog attached read-only as the default database, file
+    access limited to the index directory, no network or extensions, and the configuration locked.
+    Returns (connection, its temp directory, outside the index; the caller removes it)."""
+    import duckdb
+
+    if not store.catalog_path.exists():
+        raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
+    tmp = tempfile.mkdtemp(prefix="vidsearch-sql-")  # DuckDB spills here, never into the index
+    con = duckdb.connect(":memory:")  # not shared: settings here cannot reach another connection
+    try:
+        con.execute(f"SET temp_directory = {_literal(tmp)}")
+        try:
+            con.execute(f"ATTACH {_literal(store.catalog_path)} AS catalog (READ_ONLY)")
+        except duckdb.Error as e:
+            raise IndexError_(
+                f"cannot open {store.catalog_path}: {first_line(e)} (is an ingest running? try again when it ends)"
+            ) from None
+        con.execute("USE catalog")
+        roots = dict.fromkeys(str(p).rstrip(os.sep) + os.sep for p in (store.root, store.root.resolve()))
+        for setting in (f"allowed_directories = [{', '.join(map(_literal, roots))}]",
+                        "enable_external_access = false", "autoinstall_known_extensions = false",
+                        "autoload_known_extensions = false", "lock_configuration = true"):
+            try:
+                con.execute(f"SET {setting}")
+            except duckdb.Error as e:  # an old duckdb without the setting: refuse rather than run unguarded
+                raise UserError(f"vidsearch sql needs duckdb 1.2 or later (SET {setting.split()[0]}: "
+                                f"{first_line(e)}); upgrade it: pip install -U duckdb") from None
+    except BaseException:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return con, tmp
+
+
+def _literal(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"

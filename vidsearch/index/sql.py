@@ -24,17 +24,16 @@ import functools
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from vidsearch.errors import first_line, IndexError_, ModelError, UserError, VidsearchError
+from vidsearch.errors import first_line, ModelError, UserError, VidsearchError
 from vidsearch.models.contract import ModelInfo
 from vidsearch.models.installed import installed_model
-from vidsearch.index.catalog import frames_model_id, model_dim
+from vidsearch.index.catalog import frames_model_id, model_dim, sandboxed_connection
 from vidsearch.index.shards import IndexStore
 
 
@@ -116,7 +115,7 @@ class SqlSession:
 
         @functools.lru_cache(maxsize=64)
         def image_vec(path: str) -> tuple:
-            from vidsearch.query.engine import image_vectors
+            from vidsearch.models.images import image_vectors
 
             return tuple(float(x) for x in image_vectors(self.encoder(), [path])[0])
 
@@ -205,41 +204,6 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def sandboxed_connection(store: IndexStore):
-    """A private in-memory DuckDB with the catalog attached read-only as the default database, file
-    access limited to the index directory, no network or extensions, and the configuration locked.
-    Returns (connection, its temp directory, outside the index; the caller removes it)."""
-    import duckdb
-
-    if not store.catalog_path.exists():
-        raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
-    tmp = tempfile.mkdtemp(prefix="vidsearch-sql-")  # DuckDB spills here, never into the index
-    con = duckdb.connect(":memory:")  # not shared: settings here cannot reach another connection
-    try:
-        con.execute(f"SET temp_directory = {_literal(tmp)}")
-        try:
-            con.execute(f"ATTACH {_literal(store.catalog_path)} AS catalog (READ_ONLY)")
-        except duckdb.Error as e:
-            raise IndexError_(
-                f"cannot open {store.catalog_path}: {first_line(e)} (is an ingest running? try again when it ends)"
-            ) from None
-        con.execute("USE catalog")
-        roots = dict.fromkeys(str(p).rstrip(os.sep) + os.sep for p in (store.root, store.root.resolve()))
-        for setting in (f"allowed_directories = [{', '.join(map(_literal, roots))}]",
-                        "enable_external_access = false", "autoinstall_known_extensions = false",
-                        "autoload_known_extensions = false", "lock_configuration = true"):
-            try:
-                con.execute(f"SET {setting}")
-            except duckdb.Error as e:  # an old duckdb without the setting: refuse rather than run unguarded
-                raise UserError(f"vidsearch sql needs duckdb 1.2 or later (SET {setting.split()[0]}: "
-                                f"{first_line(e)}); upgrade it: pip install -U duckdb") from None
-    except BaseException:
-        con.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return con, tmp
-
-
 def checked_statements(con, sql: str) -> list:
     """The statements of ``sql``, refused (one line saying what is allowed) unless each is a SELECT
     (WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE...) or an EXPLAIN of one."""
@@ -303,10 +267,6 @@ def _duckdb_message(e: Exception, root: Path) -> str:
     if "read-only" in msg.lower():
         msg = msg[:400] + " (vidsearch sql opens the catalog read-only)"
     return msg[:500]
-
-
-def _literal(value: Any) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _stream_parquet(rel, path: Path, limit: int | None) -> int:

@@ -1,4 +1,4 @@
-"""PyAV adapter: probe a file and lazily yield sampled frames of a time range.
+"""PyAV adapter: probe a file, lazily yield sampled frames of a time range, read one frame.
 
 Frames come out already resized by swscale (``frame.reformat``), as uint8 RGB arrays.
 Every PyAV/FFmpeg failure becomes a one-line :class:`VideoError`.
@@ -9,12 +9,13 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from vidsearch.errors import VideoError
 from vidsearch.core.plan import Sampling
+from vidsearch.core.preprocess import resize_dims
+from vidsearch.errors import VideoError
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,30 @@ def _duration_by_demux(container, stream) -> float | None:
     return last
 
 
+def seek_before(container, stream, start: float) -> None:
+    """Seek ``stream`` to the keyframe at or before ``start`` seconds (nothing to do at 0)."""
+    if start > 0 and stream.time_base:
+        container.seek(int(start / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True,
+                       any_frame=False)
+
+
+def frames_between(frames: Iterable, stream, start: float, end: float) -> Iterator[tuple[float, object]]:
+    """``(seconds, frame)`` for the decoded ``frames`` of ``stream`` in ``[start, end)``: frames
+    before ``start`` (decoded from the keyframe a seek lands on) are skipped; the first one at or
+    after ``end`` stops the iteration."""
+    tb = stream.time_base
+    start_pts = stream.start_time or 0
+    for frame in frames:
+        if frame.pts is None:
+            continue
+        t = float((frame.pts - start_pts) * tb)
+        if t < start - 1e-6:
+            continue
+        if t >= end - 1e-6:
+            return
+        yield t, frame
+
+
 def iter_frames(
     path: str | os.PathLike,
     start: float,
@@ -112,8 +137,6 @@ def iter_frames(
     """
     import av
 
-    from vidsearch.core.preprocess import resize_dims
-
     path = str(path)
     try:
         container = av.open(path, metadata_errors="ignore")
@@ -126,52 +149,62 @@ def iter_frames(
         stream.thread_type = threads
         if sampling.mode == "keyframes":
             stream.codec_context.skip_frame = "NONKEY"
-        tb = stream.time_base
-        start_pts = stream.start_time or 0
-        if start > 0 and tb:
-            try:
-                container.seek(int(start / tb) + start_pts, stream=stream, backward=True, any_frame=False)
-            except av.FFmpegError as e:
-                raise VideoError(f"{path}: cannot seek to {start:.0f}s ({_av_error_text(e)})") from None
+        try:
+            seek_before(container, stream, start)
+        except av.FFmpegError as e:
+            raise VideoError(f"{path}: cannot seek to {start:.0f}s ({_av_error_text(e)})") from None
         targets = sampling.timestamps(start, end) if sampling.mode == "fps" else None
-        ti = 0
+        frames = _frame_source(container, stream, targets, end, skip_unneeded)
         dims = None
-        if targets is not None and skip_unneeded and not stream.codec_context.has_b_frames:
-            frames = _decode(stream, _needed_packets(container.demux(stream), targets, start_pts, tb))
-        elif targets is None and skip_unneeded:
-            frames = _decode(stream, _keyframe_packets(container.demux(stream), start_pts, tb, end))
-        else:
-            frames = container.decode(stream)
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                break
-            except av.FFmpegError as e:
-                # A damaged packet in the middle of a file: keep what decoded, say where it stopped.
-                log.warning("%s: decoding stopped near %.1fs (%s)", path, start, _av_error_text(e))
-                break
-            if frame.pts is None:
-                continue
-            t = float((frame.pts - start_pts) * tb)
-            if t < start - 1e-6:
-                continue
-            if t >= end - 1e-6:
-                break
-            if targets is not None:
-                if ti >= len(targets):
-                    break
-                if t < targets[ti] - 1e-6:
-                    continue
-                # take this frame for every grid time it covers (a low-fps source skips none)
-                while ti < len(targets) and targets[ti] <= t + 1e-6:
-                    ti += 1
+        for t, frame in _on_grid(_until_damaged(frames_between(frames, stream, start, end), path, start), targets):
             if dims is None:
                 dims = resize_dims(frame.width, frame.height, size)
-            img = frame.reformat(width=dims[0], height=dims[1], format="rgb24").to_ndarray()
-            yield round(t, 3), img
+            yield round(t, 3), frame.reformat(width=dims[0], height=dims[1], format="rgb24").to_ndarray()
     finally:
         container.close()
+
+
+def _frame_source(container, stream, targets: list[float] | None, end: float, skip_unneeded: bool) -> Iterator:
+    """Decoded frames of ``stream``, from only the packets the sampling needs when ``skip_unneeded``."""
+    tb, start_pts = stream.time_base, stream.start_time or 0
+    if targets is not None and skip_unneeded and not stream.codec_context.has_b_frames:
+        return _decode(stream, _needed_packets(container.demux(stream), targets, start_pts, tb))
+    if targets is None and skip_unneeded:
+        return _decode(stream, _keyframe_packets(container.demux(stream), start_pts, tb, end))
+    return container.decode(stream)
+
+
+def _until_damaged(items: Iterator, path: str, start: float) -> Iterator:
+    """``items`` until a decoding error: a damaged packet in the middle of a file keeps what
+    decoded, and a warning says where it stopped."""
+    import av
+
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except av.FFmpegError as e:
+            log.warning("%s: decoding stopped near %.1fs (%s)", path, start, _av_error_text(e))
+            return
+        yield item
+
+
+def _on_grid(items: Iterator[tuple[float, object]], targets: list[float] | None) -> Iterator[tuple[float, object]]:
+    """fps mode: the first frame at or after each grid time (taken once for every grid time it
+    covers, so a low-fps source skips none); keyframes mode (``targets`` None): every frame."""
+    if targets is None:
+        yield from items
+        return
+    ti = 0
+    for t, frame in items:
+        if ti >= len(targets):
+            return
+        if t < targets[ti] - 1e-6:
+            continue
+        while ti < len(targets) and targets[ti] <= t + 1e-6:
+            ti += 1
+        yield t, frame
 
 
 #: packets held while looking for the end of a GOP; a longer GOP is decoded whole (bounded memory)

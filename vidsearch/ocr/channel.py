@@ -432,7 +432,7 @@ def text_ranges(
 def _recorded_between(sampled: dict[str, list[float]], videos: list[tuple], after, before) -> tuple[dict[str, list[float]], int]:
     """The frames read that were recorded in ``[after, before)`` and how many videos were left out
     for want of a creation time (``videos``: :meth:`Catalog.video_meta` rows)."""
-    from vidsearch.query.engine import parse_creation_time, parse_when, recorded_mask
+    from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask
 
     after, before = parse_when(after), parse_when(before)
     if after is None and before is None:

@@ -1,4 +1,7 @@
-"""Query engine: score every indexed frame against a query vector, return ranked time ranges."""
+"""Query engine: score every indexed frame against a query, return ranked time ranges.
+
+Also the frame selection (path glob, recorded time) and per-video series that retrospection shares.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -10,14 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
-from vidsearch.retro.classify import LOGIT_SCALE  # CLIP's learned logit scale (exp(4.6052) = 100)
-from vidsearch.errors import first_line, IndexError_, ModelError, UserError
-from vidsearch.models.contract import ModelInfo, installed_models, load_model_info
-from vidsearch.settings import read_config
+from vidsearch.core.clip import contrast_scores
 from vidsearch.core.ranges import TimeRange, adaptive_threshold, rank, video_ranges
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.frames import FrameIndex, load_frame_index  # noqa: F401 - re-exported
 from vidsearch.index.shards import IndexStore
+from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask
+from vidsearch.errors import UserError
+from vidsearch.query.vectors import query_label, query_vectors
 
 
 @dataclasses.dataclass
@@ -49,53 +52,6 @@ class QueryResult:
         }
 
 
-def indexed_models(store: IndexStore) -> list[tuple[str, str]]:
-    """(model_id, name) of the models that have frames in this index."""
-    if not store.catalog_path.exists():
-        return []
-    with Catalog(store, read_only=True) as cat:
-        return cat.indexed_models()
-
-
-def pick_model(store: IndexStore, requested: str | None) -> ModelInfo:
-    """The model to query with: the one asked for, else the default, else the only one indexed."""
-    have = indexed_models(store)
-    if not have:
-        raise IndexError_(f"the index at {store.root} has no frames yet: run `vidsearch ingest DIR` first")
-    ids = {m for m, _ in have}
-    names = ", ".join(f"{n} ({m})" for m, n in have)
-    if requested:
-        info = load_model_info(requested)
-        if info.model_id not in ids:
-            raise UserError(
-                f"model {info.model_id} has not indexed anything here; this index was built with {names}: "
-                f"query with --model {have[0][1]} (or ingest again with --model {requested})"
-            )
-        return info
-    default = read_config().get("default_model")
-    candidates = []
-    if default:
-        try:
-            info = load_model_info(default)
-            if info.model_id in ids:
-                return info
-        except ModelError:
-            pass
-    for info in installed_models():
-        if info.model_id in ids:
-            candidates.append(info)
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise ModelError(f"none of the models that built this index is installed ({names}); install it or pass --model DIR")
-    raise UserError(f"this index holds several models ({names}); choose one with --model")
-
-
-def combine(vectors: np.ndarray) -> np.ndarray:
-    """Average of unit vectors, re-normalised (prompt ensembling)."""
-    v = np.asarray(vectors, dtype=np.float32).mean(axis=0)
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
 
 
 def search_vector(
@@ -155,7 +111,7 @@ def text_query(
     """Embed ``texts`` (several prompts are averaged) and search.
 
     ``images``: example images whose embeddings join the positive prompts (query by example).
-    ``negatives``: prompts to steer away from; see :func:`contrast_scores` for the formula.
+    ``negatives``: prompts to steer away from; see :func:`vidsearch.core.clip.contrast_scores` for the formula.
     """
     texts = [t for t in texts if t and t.strip()]
     if not texts and not images:
@@ -172,105 +128,6 @@ def text_query(
     result = search_vector(store, index, pos, label=label, semantics=encoder.info.semantics, scores=scores, **kw)
     result.prompts, result.negatives, result.images = extra["prompts"], extra["negatives"], extra["images"]
     return result
-
-
-# -- query refinements: negative prompts, example images, recorded-time filters ----------------
-
-
-def query_label(texts: Sequence[str], negatives: Sequence[str] = (), images: Sequence[str | Path] = ()) -> str:
-    """One line naming the query: ``red | crimson + image:cat.png - not: blue``."""
-    parts = [" | ".join(texts)] if texts else []
-    parts += [f"image:{Path(p).name}" for p in images]
-    label = " + ".join(parts)
-    if negatives:
-        label += " - not: " + " | ".join(negatives)
-    return label
-
-
-def load_image_pixels(path: str | Path, info: ModelInfo) -> np.ndarray:
-    """An image file as the image tower's input [1,3,S,S]: shortest side to S, centre crop, mean/std."""
-    from PIL import Image, UnidentifiedImageError
-
-    from vidsearch.core.preprocess import center_crop, resize_dims, to_tensor
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = resize_dims(im.width, im.height, info.image_size)
-            arr = np.asarray(im.resize((w, h), Image.BICUBIC))
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise UserError(f"{path}: cannot read the image ({first_line(e)}); pass a JPEG or PNG") from None
-    return to_tensor([center_crop(arr, info.image_size)], info.mean, info.std)
-
-
-def image_vectors(encoder, paths: Sequence[str | Path]) -> np.ndarray:
-    """Unit embeddings [N, dim] of example images."""
-    if not paths:
-        return np.zeros((0, encoder.info.dim), dtype=np.float32)
-    return encoder.encode_images(np.concatenate([load_image_pixels(p, encoder.info) for p in paths]))
-
-
-def query_vectors(encoder, texts: Sequence[str], negatives: Sequence[str] = (), images: Sequence[str | Path] = ()):
-    """(positive unit vector, [negative unit vectors]).
-
-    The positive vector averages the unit embeddings of every prompt and example image
-    (:func:`combine`). Negative prompts the model cannot embed (a zero vector) are dropped.
-    """
-    vecs = []
-    if texts:
-        vecs.append(encoder.encode_texts(list(texts)))
-    if images:
-        vecs.append(image_vectors(encoder, images))
-    pos = combine(np.concatenate(vecs)) if vecs else np.zeros(encoder.info.dim, np.float32)
-    negs = [v for v in (encoder.encode_texts(list(negatives)) if negatives else []) if np.any(v)]
-    return pos, negs
-
-
-def contrast_scores(pos: np.ndarray, negs: Sequence[np.ndarray], scale: float = LOGIT_SCALE) -> np.ndarray:
-    """Score with negative prompts: ``cos(x, q+) * P(q+ | x)``.
-
-    ``P(q+ | x)`` is CLIP zero-shot classification of the frame between the positive prompt and
-    each negative prompt: ``softmax(scale * [cos(x,q+), cos(x,q-1), ...])[0]``. A frame that the
-    model finds closer to a negative prompt loses almost all its score; a frame that matches the
-    positive prompt better keeps its cosine (so scores stay on the usual scale and the adaptive
-    threshold works as without negatives).
-    """
-    pos = np.asarray(pos, dtype=np.float64)
-    if not len(negs):
-        return pos.astype(np.float32)
-    logits = scale * np.stack([pos, *[np.asarray(n, dtype=np.float64) for n in negs]])
-    logits -= logits.max(axis=0, keepdims=True)
-    e = np.exp(logits)
-    p = e[0] / e.sum(axis=0)
-    return (pos * p).astype(np.float32)
-
-
-def parse_when(text: str | _dt.datetime | None) -> _dt.datetime | None:
-    """A user's time (ISO 8601: ``2026-11-02``, ``2026-11-02 08:30``, ``...T08:30:00+01:00``) as aware UTC.
-
-    A time without an offset is UTC, like the ``creation_time`` MP4/MOV files carry.
-    """
-    if text is None or text == "":
-        return None
-    if isinstance(text, _dt.datetime):
-        t = text
-    else:
-        s = str(text).strip()
-        try:
-            t = _dt.datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
-        except ValueError:
-            raise UserError(f"cannot read the time {text!r}: use ISO 8601, e.g. 2026-11-02 or 2026-11-02T08:30:00Z") from None
-    return t.replace(tzinfo=_dt.timezone.utc) if t.tzinfo is None else t.astimezone(_dt.timezone.utc)
-
-
-def parse_creation_time(value: str | None) -> _dt.datetime | None:
-    """A file's ``creation_time`` tag as aware UTC, or None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return parse_when(value)
-    except UserError:
-        return None
 
 
 @dataclasses.dataclass
@@ -318,24 +175,6 @@ def select_frames(
                 kept[c] = g[mask]
         groups = kept
     return FrameSelection(groups, paths, durations, created, skipped)
-
-
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-
-
-def recorded_mask(created: _dt.datetime | None, pts: np.ndarray, after: _dt.datetime | None,
-                  before: _dt.datetime | None) -> np.ndarray | None:
-    """Which frames (times ``pts`` into a file created at ``created``) were recorded in
-    ``[after, before)`` (pure); None when the file carries no creation time."""
-    if created is None:
-        return None
-    rec = (created - _EPOCH).total_seconds() + np.asarray(pts, dtype=np.float64)
-    mask = np.ones(len(rec), dtype=bool)
-    if after is not None:
-        mask &= rec >= (after - _EPOCH).total_seconds() - 1e-6
-    if before is not None:
-        mask &= rec < (before - _EPOCH).total_seconds() - 1e-6
-    return mask
 
 
 @dataclasses.dataclass

@@ -7,19 +7,23 @@ labels; 100 is CLIP's learned logit scale. Probabilities are smoothed over time,
 takes its most probable label ("uncertain" where that probability is below ``min_prob``),
 and runs of frames with the same label become the video's label timeline.
 
-Everything here except :func:`label_vectors` (which calls an encoder) is pure numpy.
+:func:`classify_frames` runs this over an index; the CLIP maths is :mod:`vidsearch.core.clip`.
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Sequence
 
 import numpy as np
 
-from vidsearch.errors import UserError
+from vidsearch.core.clip import LOGIT_SCALE, ensemble_groups, softmax_probs
 from vidsearch.core.ranges import sample_step, smooth
+from vidsearch.errors import UserError
+from vidsearch.index.matrix import matmul
+from vidsearch.index.shards import IndexStore
+from vidsearch.query.engine import FrameIndex, load_frame_index, select_frames, video_series
 
-LOGIT_SCALE = 100.0
 UNCERTAIN = "uncertain"
 
 #: Prompt templates for frames of surveillance and archive video. Chosen from the CLIP paper's
@@ -67,13 +71,6 @@ def prompts_for(label: str, templates: Sequence[str]) -> list[str]:
     return [t.replace("{}", label) for t in templates]
 
 
-def ensemble(vectors: np.ndarray) -> np.ndarray:
-    """Average of unit vectors, re-normalised (zero stays zero)."""
-    v = np.asarray(vectors, dtype=np.float64).mean(axis=0)
-    n = float(np.linalg.norm(v))
-    return (v / n if n > 0 else v).astype(np.float32)
-
-
 def label_vectors(encoder, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> tuple[np.ndarray, list[str]]:
     """(unit label embeddings [K, dim], labels the model cannot embed at all).
 
@@ -81,24 +78,13 @@ def label_vectors(encoder, labels: Sequence[str], templates: Sequence[str] = DEF
     """
     templates = check_templates(templates)
     prompts = [p for lab in labels for p in prompts_for(lab, templates)]
-    emb = np.asarray(encoder.encode_texts(prompts), dtype=np.float32).reshape(len(labels), len(templates), -1)
-    mat = np.stack([ensemble(e) for e in emb])
+    mat = ensemble_groups(encoder.encode_texts(prompts), len(labels))
     unknown = [lab for lab, v in zip(labels, mat) if not np.any(v)]
     return mat, unknown
 
 
-def softmax_probs(cosines: np.ndarray, scale: float = LOGIT_SCALE) -> np.ndarray:
-    """Row-wise ``softmax(scale * cosines)``: [N, K] cosines -> [N, K] probabilities."""
-    z = scale * np.asarray(cosines, dtype=np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def frame_probs(emb: np.ndarray, label_mat: np.ndarray, scale: float = LOGIT_SCALE) -> np.ndarray:
     """Per-frame label probabilities for unit frame embeddings [N, dim] (float32 or the float16 search matrix)."""
-    from vidsearch.index.matrix import matmul
-
     cos = matmul(emb, np.asarray(label_mat, dtype=np.float32).T)  # no full float32 copy of the matrix
     return softmax_probs(cos, scale)
 
@@ -203,3 +189,69 @@ def _runs(labels: np.ndarray) -> list[tuple[int, int]]:
     cuts = np.flatnonzero(np.diff(labels)) + 1
     bounds = np.concatenate([[0], cuts, [len(labels)]])
     return [(int(a), int(b) - 1) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@dataclasses.dataclass
+class ClassifyResult:
+    labels: list[str]
+    templates: list[str]
+    unknown_labels: list[str]
+    model_id: str
+    semantics: str
+    smooth_s: float
+    min_prob: float | None
+    videos: list[VideoLabels]
+    frames_scanned: int
+    seconds: float
+
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for v in self.videos:
+            for k, s in v.totals().items():
+                out[k] = round(out.get(k, 0.0) + s, 3)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "labels": self.labels, "templates": self.templates, "unknown_labels": self.unknown_labels,
+            "model_id": self.model_id, "semantics": self.semantics, "smooth_s": self.smooth_s, "min_prob": self.min_prob,
+            "frames_scanned": self.frames_scanned, "seconds": round(self.seconds, 4), "totals": self.totals(),
+            "videos": [v.to_dict() for v in self.videos],
+        }
+
+
+def classify_frames(
+    store: IndexStore,
+    encoder,
+    labels: Sequence[str],
+    *,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    index: FrameIndex | None = None,
+    video_glob: str | None = None,
+    after=None,
+    before=None,
+    smooth_s: float = 3.0,
+    min_prob: float | None = None,
+    min_segment_s: float = 0.0,
+) -> ClassifyResult:
+    """A label timeline per video: zero-shot classification of every indexed frame."""
+    t0 = time.perf_counter()
+    templates = check_templates(templates)
+    mat, unknown = label_vectors(encoder, labels, templates)
+    if len(unknown) == len(labels):
+        raise UserError(f"model {encoder.info.name} cannot embed any of these labels ({', '.join(labels)}); "
+                        "use words it knows (the demo model knows only colours)")
+    index = index if index is not None else load_frame_index(store, encoder.info.model_id)
+    sel = select_frames(store, index, video_glob=video_glob, after=after, before=before)
+    # one pass over the (possibly memory-mapped float16) matrix scores every label at once
+    probs = frame_probs(index.emb, mat)
+    videos = [
+        label_timeline(s.video_id, s.pts, s.values, labels, smooth_s=smooth_s, min_prob=min_prob,
+                       min_segment_s=min_segment_s, duration=s.duration, path=s.path)
+        for s in video_series(index, sel, probs)
+    ]
+    return ClassifyResult(
+        labels=list(labels), templates=list(templates), unknown_labels=unknown, model_id=index.model_id,
+        semantics=encoder.info.semantics, smooth_s=smooth_s, min_prob=min_prob, videos=videos,
+        frames_scanned=int(sum(len(g) for g in sel.groups.values())), seconds=time.perf_counter() - t0,
+    )

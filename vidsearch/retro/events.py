@@ -1,6 +1,6 @@
-"""Pure retrospection logic: when is a concept present in each video, and for how long.
+"""Events: when is a concept present in each video, and for how long.
 
-On top of :mod:`vidsearch.core.ranges`: per-frame scores are smoothed over time
+:func:`find_events` scores an index's frames as a query does; the rest is pure. On top of :mod:`vidsearch.core.ranges`: per-frame scores are smoothed over time
 (:func:`~vidsearch.core.ranges.smooth`), an event starts where the smoothed score reaches the *high*
 threshold and extends while it stays at or above the *low* threshold
 (:func:`~vidsearch.core.ranges.hysteresis_runs`), and events closer than ``max_gap_s`` merge
@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from vidsearch.core.clip import contrast_scores
 from vidsearch.core.ranges import TimeRange, adaptive_threshold, video_ranges
+from vidsearch.errors import UserError
+from vidsearch.index.shards import IndexStore
+from vidsearch.query.engine import FrameIndex, load_frame_index, select_frames, video_series
+from vidsearch.query.vectors import query_label, query_vectors
 
 #: Default thresholds, as fractions of the way from the median score to the best score over
 #: every frame considered: an event needs a smoothed score half-way up and lasts while it stays
@@ -151,3 +158,73 @@ def csv_rows(videos: Sequence[VideoEvents]) -> list[dict]:
                 "longest_dwell": round(v.longest_dwell, 3),
             })
     return rows
+
+
+@dataclasses.dataclass
+class EventsResult:
+    query: str
+    model_id: str
+    semantics: str
+    prompts: list[str]
+    negatives: list[str]
+    images: list[str]
+    high: float
+    low: float
+    smooth_s: float
+    videos: list[VideoEvents]
+    frames_scanned: int
+    skipped_no_time: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        fin = lambda v: round(v, 5) if np.isfinite(v) else None  # noqa: E731
+        return {
+            "query": self.query, "model_id": self.model_id, "semantics": self.semantics,
+            "prompts": self.prompts, "negatives": self.negatives, "images": self.images,
+            "threshold": fin(self.high), "high": fin(self.high), "low": fin(self.low), "smooth_s": self.smooth_s,
+            "frames_scanned": self.frames_scanned, "skipped_no_time": self.skipped_no_time,
+            "seconds": round(self.seconds, 4), "summary": summarise(self.videos),
+            "videos": [v.to_dict() for v in self.videos],
+        }
+
+
+def find_events(
+    store: IndexStore,
+    encoder,
+    texts: Sequence[str],
+    *,
+    negatives: Sequence[str] = (),
+    images: Sequence[str | Path] = (),
+    index: FrameIndex | None = None,
+    video_glob: str | None = None,
+    after=None,
+    before=None,
+    high: float | None = None,
+    low: float | None = None,
+    smooth_s: float = 3.0,
+    max_gap_s: float | None = None,
+    min_duration_s: float = 0.0,
+) -> EventsResult:
+    """Every interval of every (selected) video where the query is present."""
+    t0 = time.perf_counter()
+    texts = [t for t in texts if t and t.strip()]
+    if not texts and not images:
+        raise UserError('empty query: say what to look for, e.g. vidsearch events "a package on the doorstep" (or --image PATH)')
+    index = index if index is not None else load_frame_index(store, encoder.info.model_id)
+    pos, negs = query_vectors(encoder, texts, negatives, images)
+    sel = select_frames(store, index, video_glob=video_glob, after=after, before=before)
+    known = bool(np.any(pos)) and len(index) > 0
+    scores = contrast_scores(index.scores(pos), [index.scores(n) for n in negs]) if known else np.zeros(len(index), np.float32)
+    considered = np.concatenate(list(sel.groups.values())) if sel.groups else np.zeros(0, dtype=np.int64)
+    hi, lo = thresholds(scores[considered], high, low) if known else (float("inf"), float("inf"))
+    videos = [
+        video_events(s.video_id, s.pts, s.values, hi, lo, smooth_s=smooth_s, max_gap_s=max_gap_s,
+                     min_duration_s=min_duration_s, duration=s.duration, path=s.path, creation_time=s.creation_time)
+        for s in video_series(index, sel, scores)
+    ]
+    return EventsResult(
+        query=query_label(texts, negatives, images), model_id=index.model_id, semantics=encoder.info.semantics,
+        prompts=list(texts), negatives=list(negatives), images=[str(p) for p in images], high=hi, low=lo,
+        smooth_s=smooth_s, videos=videos, frames_scanned=int(len(considered)), skipped_no_time=sel.skipped_no_time,
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,50 @@
+"""One query over both channels: what is seen (CLIP frames) and what is written on screen (OCR).
+
+Kept apart from :mod:`vidsearch.query.engine` because the OCR channel builds on the engine.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from vidsearch.core.timeparse import parse_when
+from vidsearch.index.shards import IndexStore
+from vidsearch.ocr.channel import both, text_ranges
+from vidsearch.query.engine import QueryResult, load_frame_index, text_query
+
+
+def run_query(
+    store: IndexStore,
+    texts: Sequence[str],
+    open_encoder: Callable[[], object],
+    *,
+    text_in_frame: str | None = None,
+    negatives: Sequence[str] = (),
+    images: Sequence[str] = (),
+    top: int = 10,
+    min_score: float | None = None,
+    video_glob: str | None = None,
+    smooth_s: float = 3.0,
+    after=None,
+    before=None,
+) -> QueryResult:
+    """Ranked ranges for ``texts`` / ``images`` and/or ``text_in_frame``; with both, only where both hold.
+
+    ``open_encoder`` is called only for a visual query (after the text channel ran), so a
+    mistyped time or an OCR-only query never loads the model.
+    """
+    after, before = parse_when(after), parse_when(before)
+    visual = bool(texts or images)
+    in_frame = None
+    if text_in_frame:
+        # with a visual query too, every text range may meet a visual one: rank after intersecting
+        in_frame = text_ranges(store, text_in_frame, top=None if visual else top,
+                               min_score=None if visual else min_score, video_glob=video_glob,
+                               after=after, before=before)
+    if not visual:
+        return in_frame
+    encoder = open_encoder()
+    index = load_frame_index(store, encoder.info.model_id)
+    result = text_query(store, encoder, list(texts), index=index, top=None if in_frame else top,
+                        min_score=min_score, video_glob=video_glob, smooth_s=smooth_s, negatives=list(negatives),
+                        images=list(images), after=after, before=before)
+    return result if in_frame is None else both(result, in_frame, top)
