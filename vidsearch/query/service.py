@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 from vidsearch.core.timeparse import parse_when
 from vidsearch.index.shards import IndexStore
-from vidsearch.ocr.channel import both, text_ranges
+from vidsearch.query.text import visual_and_text, text_ranges
 from vidsearch.query.engine import QueryResult, load_frame_index, text_query
 
 
@@ -47,4 +47,4 @@ def run_query(
     result = text_query(store, encoder, list(texts), index=index, top=None if in_frame else top,
                         min_score=min_score, video_glob=video_glob, smooth_s=smooth_s, negatives=list(negatives),
                         images=list(images), after=after, before=before)
-    return result if in_frame is None else both(result, in_frame, top)
+    return result if in_frame is None else visual_and_text(result, in_frame, top)
