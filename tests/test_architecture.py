@@ -422,3 +422,35 @@ def test_sql_finder_finds_sql_and_skips_prose():
            'HELP = "Only SELECT-like statements run"\n'
            'S = "SET lock_configuration = true"\n')
     assert [line for line, _ in sql_strings(src)] == [2, 4, 6]
+
+
+def _is_submodule(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # the parent is a module, not a package
+        return False
+
+
+def test_imported_names_exist():
+    """``from vidsearch.x import name`` names something x defines or imports (a module moved or
+    split leaves no stale import behind, even inside a function that no other test reaches)."""
+    import importlib
+
+    bad = []
+    for path in sorted(ROOT.glob("vidsearch/**/*.py")) + sorted(ROOT.glob("workers/**/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    and node.module.split(".")[0] in ("vidsearch", "workers")):
+                continue
+            where = f"{path.relative_to(ROOT).as_posix()}:{node.lineno}"
+            try:
+                module = importlib.import_module(node.module)
+            except ImportError as e:
+                bad.append(f"{where}: {node.module}: {e}")
+                continue
+            for alias in node.names:
+                if not hasattr(module, alias.name) and not _is_submodule(f"{node.module}.{alias.name}"):
+                    bad.append(f"{where}: {node.module} has no {alias.name}")
+    assert not bad, "imports of names that do not exist:\n    " + "\n    ".join(bad)

@@ -10,17 +10,13 @@ from typing import Sequence
 
 import numpy as np
 
+from vidsearch.core.clip import contrast_scores
 from vidsearch.core.ranges import smooth
+from vidsearch.core.timeparse import parse_when
 from vidsearch.errors import UserError
-from vidsearch.query.engine import (
-    FrameIndex,
-    QueryResult,
-    contrast_scores,
-    parse_when,
-    query_label,
-    query_vectors,
-    search_vector,
-)
+from vidsearch.index.frames import FrameIndex
+from vidsearch.query.engine import QueryResult, search_vector
+from vidsearch.query.vectors import query_label, query_vectors
 
 #: Rocchio weights: original query, mean of relevant frames, mean of non-relevant frames
 ALPHA, BETA, GAMMA = 1.0, 0.75, 0.25
