@@ -16,7 +16,7 @@ from vidsearch.index.catalog import Catalog
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.channels import channel_for, sync_catalog
 from vidsearch.ingest.plan import IngestOptions, IngestPlan, prepare
-from vidsearch.ingest.report import IngestReport
+from vidsearch.ingest.report import IngestReport, count_files
 from vidsearch.models.contract import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
             cat.forget_chunks(r["chunk_id"] for r in plan.stale)
         sync_catalog(cat, [*plan.todo, *plan.unsynced])  # the markers this run (or a killed one) wrote, not the whole index
         cat.settle_files(plan.videos, plan.model_ids)
+        count_files(report, cat.file_gaps(plan.videos, plan.model_ids), {f.path for f in plan.failures if f.start is None})
     if complete and report.model_id:
         # bring the query-side copies up to date now (only what changed) so the next query does not pay
         try:

@@ -1,7 +1,8 @@
 """PyAV adapter: probe a file and lazily yield sampled frames of a time range.
 
 Frames come out already resized by swscale (``frame.reformat``), as uint8 RGB arrays.
-Every PyAV/FFmpeg failure becomes a one-line :class:`VideoError`.
+Every PyAV/FFmpeg failure becomes a one-line :class:`VideoError`; a damaged packet is skipped and
+decoding goes on with the next one (:class:`DecodeReport` says what was skipped).
 """
 from __future__ import annotations
 
@@ -32,6 +33,20 @@ class VideoInfo:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class DecodeReport:
+    """What :func:`iter_frames` met on the way: the source's frame interval and damaged packets."""
+
+    frame_interval: float | None = None  # seconds between source frames (1 / average rate), if known
+    errors: int = 0  # packets the decoder (or demuxer) rejected
+    first_error: str | None = None
+
+    def note(self, e: Exception) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = _av_error_text(e)
 
 
 def _av_error_text(e: Exception) -> str:
@@ -102,6 +117,7 @@ def iter_frames(
     size: int,
     threads: str = "AUTO",
     skip_unneeded: bool = True,
+    report: DecodeReport | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(pts_seconds, rgb uint8 array)`` sampled from ``[start, end)``, lazily.
 
@@ -109,6 +125,8 @@ def iter_frames(
     first frame at or after each grid time ``k / fps`` is taken; in keyframes mode every
     keyframe is (and non-key frames are not even decoded). In fps mode, packets no sampled
     frame depends on are not decoded either (``skip_unneeded``, see :func:`_needed_packets`).
+    A packet the decoder rejects (damaged data) is skipped and counted in ``report``; decoding
+    goes on with the next packet, so the frames after a damaged stretch are not lost.
     """
     import av
 
@@ -124,6 +142,9 @@ def iter_frames(
             raise VideoError(f"{path}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = threads
+        report = report if report is not None else DecodeReport()
+        rate = stream.average_rate or stream.guessed_rate
+        report.frame_interval = float(1 / rate) if rate else None
         if sampling.mode == "keyframes":
             stream.codec_context.skip_frame = "NONKEY"
         tb = stream.time_base
@@ -137,20 +158,12 @@ def iter_frames(
         ti = 0
         dims = None
         if targets is not None and skip_unneeded and not stream.codec_context.has_b_frames:
-            frames = _decode(stream, _needed_packets(container.demux(stream), targets, start_pts, tb))
+            packets = _needed_packets(container.demux(stream), targets, start_pts, tb)
         elif targets is None and skip_unneeded:
-            frames = _decode(stream, _keyframe_packets(container.demux(stream), start_pts, tb, end))
+            packets = _keyframe_packets(container.demux(stream), start_pts, tb, end)
         else:
-            frames = container.decode(stream)
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                break
-            except av.FFmpegError as e:
-                # A damaged packet in the middle of a file: keep what decoded, say where it stopped.
-                log.warning("%s: decoding stopped near %.1fs (%s)", path, start, _av_error_text(e))
-                break
+            packets = container.demux(stream)
+        for frame in _decode(stream, packets, report):
             if frame.pts is None:
                 continue
             t = float((frame.pts - start_pts) * tb)
@@ -252,10 +265,32 @@ def _keyframe_packets(packets: Iterator, start_pts: int, tb, end: float) -> Iter
                 return
 
 
-def _decode(stream, packets: Iterator) -> Iterator:
-    for pkt in packets:
-        yield from stream.decode(pkt)
-    yield from stream.decode(None)  # flush: frames the decoder (and its threads) still hold
+def _decode(stream, packets: Iterator, report: DecodeReport) -> Iterator:
+    """Decode packet by packet: a packet the decoder rejects is noted and skipped; a demuxer that
+    cannot go on (a damaged container) ends the stream like its end would."""
+    import av
+
+    packets = iter(packets)
+    while True:
+        try:
+            pkt = next(packets)
+        except StopIteration:
+            break
+        except av.FFmpegError as e:
+            report.note(e)
+            log.debug("demuxing stopped (%s)", _av_error_text(e))
+            break
+        try:
+            frames = stream.decode(pkt)
+        except av.FFmpegError as e:
+            report.note(e)
+            log.debug("skipped a damaged packet at pts %s (%s)", pkt.pts, _av_error_text(e))
+            continue
+        yield from frames
+    try:
+        yield from stream.decode(None)  # flush: frames the decoder (and its threads) still hold
+    except av.FFmpegError as e:
+        report.note(e)
 
 
 def read_frame_at(path: str | os.PathLike, t: float, max_side: int = 480) -> np.ndarray:
