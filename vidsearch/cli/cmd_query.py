@@ -9,7 +9,7 @@ from vidsearch.query.engine import load_frame_index, parse_when, pick_model, tex
 from vidsearch.index.shards import IndexStore
 from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
-from .queryopts import refine_options, skipped_note
+from .queryopts import damaged_note, refine_options, skipped_note
 
 
 @cli.command("query")
@@ -64,6 +64,7 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
         semantics_warning(info)
         encoder = Encoder(info, providers=providers)
         index = load_frame_index(store, info.model_id)
+        damaged_note(index)
         result = text_query(store, encoder, list(text), index=index, top=None if in_frame else top,
                             min_score=min_score, video_glob=video_glob, smooth_s=smooth_s, negatives=list(negatives),
                             images=[str(p) for p in images], after=after, before=before)

@@ -13,12 +13,15 @@ from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 @click.option("--rebuild", is_flag=True,
               help="Re-read every chunk marker under shards/ (e.g. after copying shards in or deleting the "
                    "catalog); by default only the chunks not yet done are looked at again.")
+@click.option("--verify", is_flag=True,
+              help="Check every shard against the size, row count and SHA-256 its marker recorded; a damaged "
+                   "shard is set aside and its chunk marked for re-indexing by the next ingest.")
 @json_option
 @pass_ctx
 @handle_errors
-def status_cmd(ctx, per_video, rebuild, as_json):
+def status_cmd(ctx, per_video, rebuild, verify, as_json):
     """Summarise the index: videos, hours, frames, chunks pending / done / failed, failures."""
-    summary = index_status(IndexStore(ctx.index), rebuild=rebuild)
+    summary = index_status(IndexStore(ctx.index), rebuild=rebuild, verify=verify)
     if not per_video and not as_json:
         summary.pop("per_video")
     if as_json:
@@ -37,6 +40,10 @@ def status_cmd(ctx, per_video, rebuild, as_json):
         click.echo(f"failed: {f['error']}")
     for f in summary["failed_chunks"]:
         click.echo(f"failed chunk: [{f['start']:.0f}-{f['end']:.0f}s] {f['error']}")
+    if "verified" in summary:
+        v = summary["verified"]
+        click.echo(f"verified {v['shards']} shards: {len(v['damaged'])} damaged"
+                   + (", marked for re-indexing: run the same ingest again" if v["damaged"] else ""))
     for f in summary["partial_chunks"]:
         click.echo(f"partial chunk: {partial_line(f)}")
     for v in summary.get("per_video", []):
