@@ -185,23 +185,40 @@ def _batch_schema(table: str):
     return pa.schema(cols)
 
 
+#: how long opening the catalog waits for another process's brief hold on it (DuckDB: one process at a time)
+BUSY_WAIT_S = 15.0
+
+
+def _connect(store: IndexStore, read_only: bool):
+    """A DuckDB connection to the catalog. An ingest holds the file only while it records files or
+    settles chunks, so a query or ``status`` meeting that hold waits for it (up to ``BUSY_WAIT_S``)."""
+    import duckdb
+
+    config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPAT}
+    deadline = time.monotonic() + BUSY_WAIT_S
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(store.catalog_path), read_only=read_only, config=config)
+        except duckdb.IOException as e:
+            text = str(e).splitlines()[0]
+            if "lock" not in text.lower() or time.monotonic() > deadline:
+                raise IndexError_(f"cannot open {store.catalog_path}: {text} (is another ingest running?)") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
 class Catalog:
     """The DuckDB catalog. Open it briefly (``with Catalog(store) as cat:``): DuckDB allows one writer."""
 
     def __init__(self, store: IndexStore, read_only: bool = False):
-        import duckdb
-
         self.store = store
         self.read_only = read_only
         self._buffer: dict[str, dict] | None = None  # rows waiting to be written (see batch())
         if read_only and not store.catalog_path.exists():
             raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
         store.root.mkdir(parents=True, exist_ok=True)
-        try:
-            config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPAT}
-            self.con = duckdb.connect(str(store.catalog_path), read_only=read_only, config=config)
-        except duckdb.IOException as e:
-            raise IndexError_(f"cannot open {store.catalog_path}: {str(e).splitlines()[0]} (is another ingest running?)") from None
+        self.con = _connect(store, read_only)
         if not read_only:
             self.con.execute(DDL)
             self.con.execute(SET_SCHEMA_VERSION, [str(SCHEMA_VERSION)])

@@ -13,6 +13,7 @@ from typing import Callable, Protocol, Sequence
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.errors import one_line
 from vidsearch.index.catalog import Catalog
+from vidsearch.index.lock import writer_lock
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.channels import channel_for, sync_catalog
 from vidsearch.ingest.plan import IngestOptions, IngestPlan, prepare
@@ -63,7 +64,12 @@ def ingest(
     progress: Callable[[ChunkSpec, dict | None], None] | None = None,
     on_plan: Callable[[IngestPlan], None] | None = None,
 ) -> IngestReport:
-    options = options or IngestOptions()
+    with writer_lock(store.root, "vidsearch ingest"):  # one writer per index: a second ingest stops, naming this one
+        return _ingest(roots, store, model, backend, options or IngestOptions(), progress, on_plan)
+
+
+def _ingest(roots, store: IndexStore, model: ModelInfo, backend: Backend, options: IngestOptions,
+            progress, on_plan) -> IngestReport:
     t0 = time.perf_counter()
     plan = prepare(store, roots, model, options)
     report = IngestReport(

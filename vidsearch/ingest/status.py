@@ -6,6 +6,7 @@ from typing import Any
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.errors import IndexError_
 from vidsearch.index.catalog import Catalog
+from vidsearch.index.lock import writer_lock
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.channels import CHANNELS, sync_catalog
 
@@ -17,7 +18,10 @@ def index_status(store: IndexStore, rebuild: bool = False, verify: bool = False)
     shard is checked in full first (:func:`verify_shards`); the summary gets ``verified``."""
     if not store.exists():
         raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
-    verified = verify_shards(store) if verify else None
+    verified = None
+    if verify:
+        with writer_lock(store.root, "vidsearch status --verify"):  # it rewrites markers: not during an ingest
+            verified = verify_shards(store)
     with Catalog(store) as cat:
         full = rebuild or not cat.chunk_count()
         specs = None if full else cat.unsettled_specs()
