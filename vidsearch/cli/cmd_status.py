@@ -27,6 +27,8 @@ def status_cmd(ctx, per_video, rebuild, verify, as_json):
     if as_json:
         echo_json(summary)
         return
+    if summary.get("not_synced"):
+        click.echo(f"warning: the catalog could not be updated from the shards ({summary['not_synced']})", err=True)
     c = summary["chunks"]
     click.echo(f"index: {summary['index']}")
     click.echo(f"{summary['videos']} videos, {summary['hours']:.2f} hours, {summary['frames']} frames")

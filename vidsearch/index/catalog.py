@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import IndexError_
+from vidsearch.errors import IndexError_, storage_error
 from vidsearch.index.channel import AliasView, Channel, ShardView
 from vidsearch.index.shards import SCHEMA_VERSION, IndexStore, model_slug
 
@@ -202,6 +202,9 @@ def _connect(store: IndexStore, read_only: bool):
             return duckdb.connect(str(store.catalog_path), read_only=read_only, config=config)
         except duckdb.IOException as e:
             text = str(e).splitlines()[0]
+            fault = storage_error(e, store.catalog_path)
+            if fault is not None:
+                raise fault from None
             if "lock" not in text.lower() or time.monotonic() > deadline:
                 raise IndexError_(f"cannot open {store.catalog_path}: {text} (is another ingest running?)") from None
         time.sleep(delay)

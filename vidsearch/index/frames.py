@@ -97,14 +97,14 @@ def read_parquet_index(store: IndexStore, model_id: str) -> FrameIndex:
 def load_frame_index(store: IndexStore, model_id: str) -> FrameIndex:
     """Every done shard of ``model_id``, from the search matrix under ``<index>/matrix/`` (memory-mapped
     float16, brought up to date with the Parquet shards first), else straight from Parquet: the
-    fallback covers an index directory this process cannot write (a read-only mount)."""
+    fallback covers an index directory this process cannot write (a read-only mount, a full disk)."""
     cache = MatrixCache(store, model_id)
     if not cache.base.is_dir():  # nothing indexed with this model: nothing to build (or to write)
         return FrameIndex.empty(model_id)
     try:
         return open_matrix(cache)
     except OSError as e:
-        if not isinstance(e, PermissionError) and e.errno not in (errno.EROFS, errno.EACCES):
+        if not isinstance(e, PermissionError) and e.errno not in (errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT):
             raise
         log.info("search matrix not writable (%s): reading the Parquet shards", e)
     return read_parquet_index(store, model_id)

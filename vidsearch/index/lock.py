@@ -46,19 +46,22 @@ def writer_lock(root: str | os.PathLike, what: str = "ingest") -> Iterator[None]
     except ImportError:  # Windows: no advisory lock; one writer is the user's business
         yield
         return
-    with open(root / LOCK, "a+") as f:
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)  # unbuffered: nothing left to flush at close
+    try:
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise IndexError_(f"{root} is being written by {describe(holder(root))}: wait for it to finish "
                               "(queries and status work meanwhile), or stop it and run this again") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "what": what}
+        with contextlib.suppress(OSError):  # who holds it is a courtesy (a full disk may refuse it)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
         try:
-            f.seek(0)
-            f.truncate()
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "what": what}, f)
-            f.flush()
             yield
         finally:
             with contextlib.suppress(OSError):
-                f.truncate(0)
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

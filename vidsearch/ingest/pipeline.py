@@ -11,7 +11,7 @@ import time
 from typing import Callable, Protocol, Sequence
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import one_line
+from vidsearch.errors import disk_faults, one_line, storage_error
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.lock import writer_lock
 from vidsearch.index.shards import IndexStore
@@ -52,6 +52,9 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
             for model_id in plan.model_ids:
                 channel_for(model_id).refresh(store, model_id)
         except Exception as e:  # noqa: BLE001 - the query rebuilds them; the ingest itself succeeded
+            fault = storage_error(e, store.root / "matrix")
+            if fault is not None:  # the next query could not write them either
+                raise fault from None
             log.warning("query-side copies not updated (%s); the next query will update them", one_line(e))
 
 
@@ -71,7 +74,8 @@ def ingest(
 def _ingest(roots, store: IndexStore, model: ModelInfo, backend: Backend, options: IngestOptions,
             progress, on_plan) -> IngestReport:
     t0 = time.perf_counter()
-    plan = prepare(store, roots, model, options)
+    with disk_faults(store.catalog_path):  # a full or read-only disk under the catalog: one line
+        plan = prepare(store, roots, model, options)
     report = IngestReport(
         files_seen=plan.files_seen, videos=len(plan.videos), chunks_skipped=plan.skipped,
         failures=list(plan.failures), model_id=model.model_id, backend=backend.name,
@@ -80,9 +84,16 @@ def _ingest(roots, store: IndexStore, model: ModelInfo, backend: Backend, option
         on_plan(plan)
     try:
         backend.run(plan, store, report, progress or (lambda spec, marker: None))
-    finally:
-        # Even on Ctrl-C: what was written is marked; make the catalog reflect it.
-        complete = report.chunks_done + report.chunks_failed + report.pending >= len(plan.todo)
+    except BaseException:
+        # Even on Ctrl-C or a full disk: what was written is marked; make the catalog reflect it
+        # if it still can (the next run does otherwise). The first error is the one reported.
+        try:
+            finish(store, plan, report, complete=False)
+        except Exception as e:  # noqa: BLE001
+            log.debug("catalog not updated after the error (%s); the next run records the chunks", one_line(e))
+        raise
+    complete = report.chunks_done + report.chunks_failed + report.pending >= len(plan.todo)
+    with disk_faults(store.root):
         finish(store, plan, report, complete=complete)
-        report.wall_s = round(time.perf_counter() - t0, 3)
+    report.wall_s = round(time.perf_counter() - t0, 3)
     return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import IndexError_
+from vidsearch.errors import IndexError_, StorageError, disk_faults
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.lock import writer_lock
 from vidsearch.index.shards import IndexStore
@@ -22,13 +22,19 @@ def index_status(store: IndexStore, rebuild: bool = False, verify: bool = False)
     if verify:
         with writer_lock(store.root, "vidsearch status --verify"):  # it rewrites markers: not during an ingest
             verified = verify_shards(store)
-    with Catalog(store) as cat:
-        full = rebuild or not cat.chunk_count()
-        specs = None if full else cat.unsettled_specs()
-        if verified and specs is not None:
-            specs += [ChunkSpec.from_dict(d) for d in verified["damaged"]]
-        sync_catalog(cat, specs)
-        summary = cat.summary(tuple(CHANNELS))
+    try:
+        with disk_faults(store.catalog_path), Catalog(store) as cat:
+            full = rebuild or not cat.chunk_count()
+            specs = None if full else cat.unsettled_specs()
+            if verified and specs is not None:
+                specs += [ChunkSpec.from_dict(d) for d in verified["damaged"]]
+            sync_catalog(cat, specs)
+            summary = cat.summary(tuple(CHANNELS))
+    except StorageError as e:  # a full or read-only disk: what the catalog last recorded, said so
+        if verified:
+            raise
+        with Catalog(store, read_only=True) as cat:
+            summary = {**cat.summary(tuple(CHANNELS)), "not_synced": str(e)}
     if verified is not None:
         summary["verified"] = {"shards": verified["shards"],
                                "damaged": [{k: d[k] for k in ("path", "start", "end", "model_id", "error")} for d in verified["damaged"]]}
