@@ -38,12 +38,13 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from vidsearch.core.coverage import chunk_coverage
 from vidsearch.core.plan import DEFAULT_CHUNK_S, ChunkSpec, Sampling, plan_video
 from vidsearch.errors import ModelError, UserError, VideoError
 from vidsearch.index.channel import ShardView, View
 from vidsearch.index.shards import IndexStore
 from vidsearch.media.prefetch import prefetch
-from vidsearch.media.video import iter_frames, probe
+from vidsearch.media.video import DecodeReport, iter_frames, probe
 from vidsearch.ocr import textcache
 from vidsearch.ocr.schema import TEXT_DIM, text_schema
 
@@ -173,11 +174,13 @@ def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cu
     sampled: list[float] = []
     n_cuts = 0
     rows: list[tuple[float, object]] = []
+    report, decoded = DecodeReport(), []  # decoded: every decoded frame's time (coverage)
     try:
         info = probe(spec.path)
         size = decode_size(info.width, info.height, reader.max_side)
         grid = Sampling.parse(spec.sampling)
-        frames = iter_frames(spec.path, spec.start, spec.end, Sampling("fps", SCENE_CHECK_FPS) if cuts else grid, size)
+        decode = Sampling("fps", SCENE_CHECK_FPS) if cuts else grid
+        frames = _times_into(iter_frames(spec.path, spec.start, spec.end, decode, size, report=report), decoded)
         picked = select_frames(prefetch(frames, 8), spec.start, 1.0 / grid.fps, SCENE_DIFF if cuts else None)
         for t, img, reason in picked:
             sampled.append(float(t))
@@ -199,7 +202,15 @@ def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cu
         "frames": len(sampled), "lines": len(rows), "texts": len(distinct), "cuts": n_cuts,
         "sampled": sampled, "ocr": reader.settings, "embedder": embedder.model_id,
         "seconds": round(time.perf_counter() - t0, 4),
+        **chunk_coverage(spec.start, spec.end, "fps", decode.fps, decoded, report.frame_interval, report.errors),
     })
+
+
+def _times_into(frames, times: list[float]):
+    """``frames`` unchanged, each frame's time appended to ``times`` on the way."""
+    for t, img in frames:
+        times.append(float(t))
+        yield t, img
 
 
 def _rows_table(spec: ChunkSpec, rows: list[tuple[float, object]], vec_of: dict[str, np.ndarray]):
