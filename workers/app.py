@@ -25,6 +25,7 @@ import socket
 from celery.exceptions import SoftTimeLimitExceeded
 
 from vidsearch.ingest.celery import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
+from vidsearch.ingest import leases
 from vidsearch.errors import ModelError, TransientError, UserError, one_line
 from vidsearch.ingest.pipeline import process_chunk
 from vidsearch.ocr.channel import is_ocr_channel
@@ -34,6 +35,7 @@ from vidsearch.index.store import IndexStore
 log = logging.getLogger("vidsearch.worker")
 
 app = make_celery(broker_url())
+leases.attach(app)  # every worker process requeues the chunks of dead workers (lease reaper)
 
 MAX_RETRIES = 5
 #: A chunk whose worker process died this many times while embedding it is recorded as failed
@@ -109,7 +111,7 @@ def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 3
         store = resolve_index(index_root)
         if store.is_done(spec):  # a redelivery or a re-submission: nothing to do
             return task_result("skipped", spec)
-        with crash_guard(store, spec, MAX_CRASHES):
+        with leases.hold_lease(self.request, spec, store, index_root), crash_guard(store, spec, MAX_CRASHES):
             if not os.path.exists(spec.path):
                 raise TransientError(
                     f"{spec.path}: not found on worker {socket.gethostname()} "
