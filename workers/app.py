@@ -26,6 +26,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from vidsearch.ingest.celery import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
 from vidsearch.ingest import leases
+from vidsearch.ingest.resends import written_to
 from vidsearch.errors import ModelError, TransientError, UserError, one_line
 from vidsearch.ingest.pipeline import process_chunk
 from vidsearch.ocr.channel import is_ocr_channel
@@ -110,7 +111,7 @@ def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 3
     try:
         store = resolve_index(index_root)
         if store.is_done(spec):  # a redelivery or a re-submission: nothing to do
-            return task_result("skipped", spec)
+            return task_result("skipped", spec, **written_to(store))
         with leases.hold_lease(self.request, spec, store, index_root), crash_guard(store, spec, MAX_CRASHES):
             if not os.path.exists(spec.path):
                 raise TransientError(
@@ -119,7 +120,7 @@ def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 3
                 )
             encoder = None if is_ocr_channel(spec.model_id) else get_encoder(spec.model_id)
             marker = process_chunk(spec, encoder, store, batch_size)
-        return task_result("done", spec, frames=int(marker.get("frames", 0)), seconds=marker.get("seconds"))
+        return task_result("done", spec, frames=int(marker.get("frames", 0)), seconds=marker.get("seconds"), **written_to(store))
     except UserError as e:  # corrupt video, missing model: recorded, not retried
         msg = str(e)
         return _failed(store, spec, msg if msg.startswith(spec.path) else f"{spec.path}: {msg}")
