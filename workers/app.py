@@ -25,7 +25,7 @@ import socket
 from celery.exceptions import SoftTimeLimitExceeded
 
 from vidsearch.ingest.celery import TASK_NAME, broker_url, crash_guard, make_celery, task_result, visibility_timeout
-from vidsearch.ingest import leases
+from vidsearch.ingest import leases, quietlogs
 from vidsearch.ingest.resends import written_to
 from vidsearch.errors import ModelError, TransientError, UserError, one_line
 from vidsearch.ingest.pipeline import process_chunk
@@ -37,6 +37,7 @@ log = logging.getLogger("vidsearch.worker")
 
 app = make_celery(broker_url())
 leases.attach(app)  # every worker process requeues the chunks of dead workers (lease reaper)
+quietlogs.install()  # broker restarts: one log line per connection error, no traceback
 
 MAX_RETRIES = 5
 #: A chunk whose worker process died this many times while embedding it is recorded as failed
