@@ -5,6 +5,7 @@ import click
 
 from vidsearch.errors import IndexError_
 from vidsearch.index.store import IndexStore
+from vidsearch.ingest.leases import running_chunks, running_lines
 from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 
 
@@ -29,6 +30,8 @@ def status_cmd(ctx, per_video, rebuild, as_json):
         summary = cat.summary()
     if not per_video and not as_json:
         summary.pop("per_video")
+    if per_video:
+        summary["running"] = running_chunks(store.root)  # distributed ingest: which worker holds which chunk
     if as_json:
         echo_json(summary)
         return
@@ -46,3 +49,5 @@ def status_cmd(ctx, per_video, rebuild, as_json):
         click.echo(f"failed chunk: [{f['start']:.0f}-{f['end']:.0f}s] {f['error']}")
     for v in summary.get("per_video", []):
         click.echo(f"{v['path']}: {v['done']} done, {v['pending']} pending, {v['failed']} failed")
+    for line in running_lines(summary.get("running", [])):
+        click.echo(line)
