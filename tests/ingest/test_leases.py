@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from test_distributed import (  # noqa: F401 - fixtures
@@ -181,6 +182,8 @@ def test_a_lease_is_renewed_then_left_finished_and_shown_while_held(bare_redis, 
         (held,) = leases.running_chunks(store.root)
         assert held["worker"] == "w1@node" and held["path"] == SPEC.path and held["renewed_s_ago"] < 0.5
         assert leases.running_lines([held])[0].startswith(f"running: {SPEC.path} [5-10s] on w1@node since ")
+        store.write_shard(SPEC, np.arange(3.0), np.zeros((3, 4), np.float32))
+        assert leases.running_chunks(store.root) == []  # done: not shown, even before the lease says so
     (rec,) = map(json.loads, r.hvals(leases.LEASES_KEY))
     assert rec["finished"] and leases.running_chunks(store.root) == []
 

@@ -146,7 +146,7 @@ def hold_lease(request, spec: ChunkSpec, store: IndexStore, task_root: str) -> I
         "chunk_id": spec.chunk_id, "path": spec.path, "start": spec.start, "end": spec.end,
         "task_id": getattr(request, "id", None), "queue": (getattr(request, "delivery_info", None) or {}).get("routing_key"),
         "worker": getattr(request, "hostname", None) or socket.gethostname(), "host": socket.gethostname(),
-        "pid": os.getpid(), "index": str(store.root), "task_index": task_root,
+        "pid": os.getpid(), "index": str(store.root), "task_index": task_root, "spec": spec.to_dict(),
     }
     lease = Lease(client, record, renew_seconds()).start()
     try:
@@ -287,7 +287,8 @@ def attach(app) -> None:
 
 # -- what `vidsearch status` shows ----------------------------------------------------------------
 def running_chunks(index_root: str | os.PathLike, url: str | None = None) -> list[dict]:
-    """The chunks of this index that workers hold now: who, since when, last renewal (Redis time)."""
+    """The chunks of this index that workers hold now: who, since when, last renewal (Redis time).
+    A chunk already done is left out (its holder may have lost the broker before saying so)."""
     try:
         client = redis_client(url, timeout=2.0)
         if client is None:
@@ -296,12 +297,12 @@ def running_chunks(index_root: str | os.PathLike, url: str | None = None) -> lis
     except Exception as e:  # noqa: BLE001 - no broker reachable: nothing to show
         log.debug("leases not readable: %s", e)
         return []
-    here = os.path.realpath(index_root)
+    here, store = os.path.realpath(index_root), IndexStore(index_root)
     out = []
     for raw in leases.values():
         rec = json.loads(raw)
         paths = {os.path.realpath(p) for p in (rec.get("index"), rec.get("task_index")) if p}
-        if rec.get("finished") or here not in paths:
+        if rec.get("finished") or here not in paths or _done(store, rec.get("spec")):
             continue
         since = float(rec.get("since") or now)
         out.append({
@@ -311,6 +312,13 @@ def running_chunks(index_root: str | os.PathLike, url: str | None = None) -> lis
             "held_s": round(now - since, 1), "renewed_s_ago": round(now - float(rec.get("renewed") or since), 1),
         })
     return sorted(out, key=lambda r: (r["path"], r["start"]))
+
+
+def _done(store: IndexStore, spec: dict | None) -> bool:
+    try:
+        return spec is not None and store.is_done(ChunkSpec.from_dict(spec))
+    except (KeyError, TypeError, ValueError, OSError):
+        return False
 
 
 def running_lines(running: list[dict]) -> list[str]:
