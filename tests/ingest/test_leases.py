@@ -126,9 +126,10 @@ def bare_redis(tmp_path, monkeypatch):
     server.stop()
 
 
-def _deliver(r, task_id: str, tag: str) -> bytes:
+def _deliver(r, task_id: str, tag: str, task: str = "vidsearch.embed_chunk", eta: str | None = None) -> bytes:
     """What kombu keeps for a delivered, unacknowledged task: [payload, exchange, routing key]."""
-    payload = {"body": "", "headers": {"id": task_id}, "properties": {"delivery_info": {}, "delivery_tag": tag}}
+    headers = {"id": task_id, "task": task, "eta": eta}
+    payload = {"body": "", "headers": headers, "properties": {"delivery_info": {}, "delivery_tag": tag}}
     entry = json.dumps([payload, "embed", "embed"]).encode()
     r.hset("unacked", tag, entry)
     r.zadd("unacked_index", {tag: time.time()})
@@ -152,15 +153,19 @@ def test_reapers_requeue_an_expired_lease_once_and_spare_live_ones(bare_redis):
     _lease(r, "dead", "t-dead")
     _lease(r, "live", "t-live")
     _lease(r, "gone", "t-acked")  # its task was acknowledged: the lease is only dropped
+    _deliver(r, "t-orphan", "tag-orphan")  # taken by a worker that died before it started the task
+    _deliver(r, "t-retry", "tag-retry", eta="2030-01-01T00:00:00")  # held by a worker until its retry time
+    _deliver(r, "t-other", "tag-other", task="someone.else")  # another application's task
     reapers = [leases.Reaper(leases.redis_client(), lease_s=20) for _ in range(2)]
     for reaper in reapers:
         assert reaper.sweep(now=0) == 0
     _lease(r, "live", "t-live", renewed=time.time() + 1)  # renewed: not expired
     assert [reaper.sweep(now=19) for reaper in reapers] == [0, 0]
-    assert [reaper.sweep(now=20) for reaper in reapers] == [1, 0]  # one atomic claim
-    assert r.llen("embed") == 1 and r.hkeys("unacked") == [b"tag-live"] and r.zcard("unacked_index") == 1
-    requeued = json.loads(r.lindex("embed", -1))  # at the head of the queue (workers pop the right end)
-    assert requeued["headers"] == {"id": "t-dead", "redelivered": True}
+    assert [reaper.sweep(now=20) for reaper in reapers] == [2, 0]  # one atomic claim each
+    assert sorted(r.hkeys("unacked")) == [b"tag-live", b"tag-other", b"tag-retry"] and r.zcard("unacked_index") == 3
+    assert r.llen("embed") == 2  # at the head of the queue (workers pop the right end)
+    assert {json.loads(m)["headers"]["id"] for m in r.lrange("embed", 0, -1)} == {"t-dead", "t-orphan"}
+    assert all(json.loads(m)["headers"]["redelivered"] for m in r.lrange("embed", 0, -1))
     assert r.hkeys(leases.LEASES_KEY) == [b"live"]
     assert [x["worker"] for x in leases.running_chunks("/nowhere")] == []
 

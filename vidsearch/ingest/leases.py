@@ -2,9 +2,10 @@
 
 A worker holds a lease (a field of the Redis hash ``vidsearch:leases``) on the chunk it runs,
 renewed by a heartbeat thread. A reaper thread in every worker process requeues the task of a
-lease it has seen unchanged for the lease time, with one atomic script, so no task is requeued
-twice. Staleness is judged on the reaper's own clock and forgotten when Redis is away, so
-node clocks and broker outages never expire a live lease. See docs/distributed.md.
+lease it has seen unchanged for the lease time (or of a delivered task it has seen without any
+lease that long), with one atomic script, so no task is requeued twice. Staleness is judged on
+the reaper's own clock and forgotten when Redis is away, so node clocks and broker outages
+never expire a live lease. See docs/distributed.md.
 """
 from __future__ import annotations
 
@@ -30,10 +31,13 @@ DEFAULT_LEASE_S = 20.0
 DEFAULT_RENEW_S = 5.0
 PRIORITY_SEP, PRIORITY_STEPS = "\x06\x16", [0, 3, 6, 9]  # kombu's Redis priority queues
 
-# KEYS: leases, unacked, unacked index, queue; ARGV: token, lease, delivery tag, entry, payload.
+# KEYS: leases, unacked, unacked index, queue; ARGV: token ('' for a task without a lease), lease,
+# delivery tag, entry, payload.
 REQUEUE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
+if ARGV[1] ~= '' then
+  if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
 if redis.call('HGET', KEYS[2], ARGV[3]) ~= ARGV[4] then return -1 end
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -159,10 +163,12 @@ def hold_lease(request, spec: ChunkSpec, store: IndexStore, task_root: str) -> I
 class Reaper:
     """Requeues the tasks of leases that stopped changing (see the module docstring)."""
 
-    def __init__(self, client, lease_s: float, unacked: str = "unacked", unacked_index: str = "unacked_index"):
-        self.client, self.lease_s = client, lease_s
+    def __init__(self, client, lease_s: float, unacked: str = "unacked", unacked_index: str = "unacked_index",
+                 task_name: str = "vidsearch.embed_chunk"):
+        self.client, self.lease_s, self.task_name = client, lease_s, task_name
         self.unacked, self.unacked_index = unacked, unacked_index
-        self.seen: dict[str, tuple[bytes, float]] = {}  # token -> (lease as last read, first read then)
+        self.seen: dict[bytes, tuple[bytes, float]] = {}  # token -> (lease as last read, first read then)
+        self.orphans: dict[bytes, tuple[bytes, float]] = {}  # delivery tag -> (entry, first seen without lease)
 
     def sweep(self, now: float | None = None) -> int:
         """Look at every lease once; requeue the chunks of expired ones. Returns how many."""
@@ -177,16 +183,37 @@ class Reaper:
             elif now - before[1] >= self.lease_s:
                 del self.seen[token]
                 requeued += self.reclaim(token, raw, leases)
+        return requeued + self._sweep_orphans(leases, now)
+
+    def _sweep_orphans(self, leases: dict, now: float) -> int:
+        """Requeue a task delivered but without any lease for the lease time: its worker died between
+        taking it and starting it. (A task waiting for its retry time, ``eta``, is left alone.)"""
+        leased = {json.loads(raw).get("task_id") for raw in leases.values()}
+        entries = self.client.hgetall(self.unacked)
+        self.orphans = {t: s for t, s in self.orphans.items() if t in entries}
+        requeued = 0
+        for tag, entry in entries.items():
+            payload = _payload(entry)
+            headers = (payload or {}).get("headers") or {}
+            if headers.get("task") != self.task_name or headers.get("id") in leased or headers.get("eta"):
+                self.orphans.pop(tag, None)
+                continue
+            before = self.orphans.get(tag)
+            if before is None or before[0] != entry:
+                self.orphans[tag] = (entry, now)
+            elif now - before[1] >= self.lease_s:
+                del self.orphans[tag]
+                if self._requeue(b"", b"", tag, entry, payload, None):
+                    requeued += 1
+                    log.warning("task %s was taken by a worker that never started it (dead?); sent it back "
+                                "to the queue", headers.get("id"))
         return requeued
 
     def _unacked_entry(self, task_id: str) -> tuple[bytes, bytes, dict] | None:
         for tag, entry in self.client.hgetall(self.unacked).items():
-            try:
-                payload = json.loads(entry)[0]
-                if payload["headers"]["id"] == task_id:
-                    return tag, entry, payload
-            except (ValueError, KeyError, IndexError, TypeError):
-                continue
+            payload = _payload(entry)
+            if payload and (payload.get("headers") or {}).get("id") == task_id:
+                return tag, entry, payload
         return None
 
     def reclaim(self, token: bytes, raw: bytes, leases: dict | None = None) -> int:
@@ -197,13 +224,7 @@ class Reaper:
             # acknowledged, or requeued by Celery (a pool process died) and maybe running elsewhere
             self.client.eval(DROP, 1, LEASES_KEY, token, raw)
             return 0
-        tag, entry, payload = found
-        with contextlib.suppress(KeyError, TypeError):
-            payload["headers"]["redelivered"] = True
-            payload["properties"]["delivery_info"]["redelivered"] = True
-        queue = _queue_key(rec.get("queue") or json.loads(entry)[2] or "embed", payload)
-        moved = self.client.eval(REQUEUE, 4, LEASES_KEY, self.unacked, self.unacked_index, queue,
-                                 token, raw, tag, entry, json.dumps(payload))
+        moved = self._requeue(token, raw, *found, rec.get("queue"))
         if moved == 1 and rec.get("finished"):
             log.info("%s [%.0f-%.0fs]: done by %s but its task was never acknowledged; sent it back to the "
                      "queue to be acknowledged", rec["path"], rec["start"], rec["end"], rec.get("worker"))
@@ -212,6 +233,25 @@ class Reaper:
                         "(dead?); sent it back to the queue", rec["path"], rec["start"], rec["end"],
                         rec.get("worker"), rec.get("host"), _clock(rec.get("since")), self.lease_s)
         return int(moved == 1)
+
+
+    def _requeue(self, token: bytes, raw: bytes, tag: bytes, entry: bytes, payload: dict, queue: str | None) -> int:
+        """Atomically: drop the lease (unchanged) and move the task (still unacknowledged) to the
+        head of its queue, as kombu does after the visibility timeout. 1 if this call moved it."""
+        with contextlib.suppress(KeyError, TypeError):
+            payload["headers"]["redelivered"] = True
+            payload["properties"]["delivery_info"]["redelivered"] = True
+        key = _queue_key(queue or json.loads(entry)[2] or "embed", payload)
+        return self.client.eval(REQUEUE, 4, LEASES_KEY, self.unacked, self.unacked_index, key,
+                                token, raw, tag, entry, json.dumps(payload))
+
+
+def _payload(entry: bytes) -> dict | None:
+    try:
+        payload = json.loads(entry)[0]
+        return payload if isinstance(payload, dict) else None
+    except (ValueError, IndexError, KeyError, TypeError):
+        return None
 
 
 def _held_by_another(task_id: str, token: bytes, leases: dict) -> bool:
@@ -254,14 +294,15 @@ def _reap_forever(reaper: Reaper, interval: float) -> None:
 _reaper_pid: int | None = None
 
 
-def start_reaper(unacked: str = "unacked", unacked_index: str = "unacked_index") -> bool:
+def start_reaper(unacked: str = "unacked", unacked_index: str = "unacked_index",
+                 task_name: str = "vidsearch.embed_chunk") -> bool:
     """Start this process's reaper thread (once per process; not when the broker is not Redis)."""
     global _reaper_pid
     client = redis_client()
     if client is None or _reaper_pid == os.getpid():
         return False
     _reaper_pid = os.getpid()
-    reaper = Reaper(client, lease_seconds(), unacked, unacked_index)
+    reaper = Reaper(client, lease_seconds(), unacked, unacked_index, task_name)
     threading.Thread(target=_reap_forever, args=(reaper, renew_seconds()), name="vidsearch-reaper", daemon=True).start()
     return True
 
@@ -271,8 +312,10 @@ def attach(app) -> None:
     parent would be copied into every fork), else the worker's own process."""
     from celery import signals
 
+    from vidsearch.ingest.celery import TASK_NAME
+
     opts = app.conf.broker_transport_options or {}
-    keys = (opts.get("unacked_key", "unacked"), opts.get("unacked_index_key", "unacked_index"))
+    keys = (opts.get("unacked_key", "unacked"), opts.get("unacked_index_key", "unacked_index"), TASK_NAME)
 
     def in_child(**_: Any) -> None:
         start_reaper(*keys)
