@@ -9,6 +9,7 @@ never expire a live lease. See docs/distributed.md.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -205,8 +206,8 @@ class Reaper:
                 del self.orphans[tag]
                 if self._requeue(b"", b"", tag, entry, payload, None):
                     requeued += 1
-                    log.warning("task %s was taken by a worker that never started it (dead?); sent it back "
-                                "to the queue", headers.get("id"))
+                    log.warning("%s: taken by a worker that never started it (dead?); sent it back to the "
+                                "queue", _describe(payload))
         return requeued
 
     def _unacked_entry(self, task_id: str) -> tuple[bytes, bytes, dict] | None:
@@ -252,6 +253,15 @@ def _payload(entry: bytes) -> dict | None:
         return payload if isinstance(payload, dict) else None
     except (ValueError, IndexError, KeyError, TypeError):
         return None
+
+
+def _describe(payload: dict) -> str:
+    """``path [start-end s]`` of a task message (its id when the body cannot be read)."""
+    try:
+        spec = json.loads(base64.b64decode(payload["body"]))[0][0]
+        return f"{spec['path']} [{spec['start']:.0f}-{spec['end']:.0f}s]"
+    except Exception:  # noqa: BLE001 - only for the log line
+        return f"task {(payload.get('headers') or {}).get('id')}"
 
 
 def _held_by_another(task_id: str, token: bytes, leases: dict) -> bool:
