@@ -40,6 +40,10 @@ class Settings:
     VIDSEARCH_STALL_S          -                 seconds without progress before the submitter
                                                  audits the broker (30)
     VIDSEARCH_MAX_CRASHES      -                 worker deaths before a chunk is failed (3)
+    VIDSEARCH_LEASE_S          -                 seconds an unrenewed chunk lease lives before any
+                                                 worker requeues its chunk (20)
+    VIDSEARCH_LEASE_RENEW_S    -                 seconds between lease renewals (5; at most a third
+                                                 of the lease)
     VIDSEARCH_THREADS          -                 ONNX Runtime intra-op threads (0: all cores)
     VIDSEARCH_TRT_CACHE        trt_cache         TensorRT engine cache ($VIDSEARCH_HOME/trt-cache)
     VIDSEARCH_TRT_FP16         trt_fp16          TensorRT FP16, 1/0 (1)
@@ -67,6 +71,8 @@ class Settings:
     visibility_timeout: str | None = None
     stall_s: str = "30"
     max_crashes: str = "3"
+    lease_s: str | None = None
+    lease_renew_s: str | None = None
     threads: str = "0"
     trt_cache: Path | None = None  # None: home/trt-cache (see trt_cache_dir)
     trt_fp16: Any = None
@@ -129,6 +135,8 @@ _FIELDS: dict[str, tuple[str, str | None]] = {
     "visibility_timeout": ("VIDSEARCH_VISIBILITY_TIMEOUT", None),
     "stall_s": ("VIDSEARCH_STALL_S", None),
     "max_crashes": ("VIDSEARCH_MAX_CRASHES", None),
+    "lease_s": ("VIDSEARCH_LEASE_S", None),
+    "lease_renew_s": ("VIDSEARCH_LEASE_RENEW_S", None),
     "threads": ("VIDSEARCH_THREADS", None),
     "trt_cache": ("VIDSEARCH_TRT_CACHE", "trt_cache"),
     "trt_fp16": ("VIDSEARCH_TRT_FP16", "trt_fp16"),

@@ -24,6 +24,8 @@ import socket
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from vidsearch.ingest import leases, quietlogs
+from vidsearch.ingest.resends import written_to
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.errors import ModelError, TransientError, UserError, one_line
 from vidsearch.index.shards import IndexStore
@@ -37,6 +39,8 @@ log = logging.getLogger("vidsearch.worker")
 SETTINGS = activate(Settings.load())
 
 app = make_celery(broker_url())
+leases.attach(app)  # every worker process requeues the chunks of dead workers (lease reaper)
+quietlogs.install()  # broker restarts: one log line per connection error, no traceback
 
 MAX_RETRIES = 5
 #: A chunk whose worker process died this many times while embedding it is recorded as failed
@@ -101,8 +105,8 @@ def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 3
     try:
         store = resolve_index(index_root)
         if store.is_done(spec):  # a redelivery or a re-submission: nothing to do
-            return task_result("skipped", spec)
-        with crash_guard(store, spec, MAX_CRASHES):
+            return task_result("skipped", spec, **written_to(store))
+        with leases.hold_lease(self.request, spec, store, index_root), crash_guard(store, spec, MAX_CRASHES):
             if not os.path.exists(spec.path):
                 raise TransientError(
                     f"{spec.path}: not found on worker {socket.gethostname()} "
@@ -110,7 +114,7 @@ def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 3
                 )
             encoder = get_encoder(spec.model_id) if channel_for(spec.model_id).needs_encoder else None
             marker = process_chunk(spec, encoder, store, batch_size)
-        return task_result("done", spec, frames=int(marker.get("frames", 0)), seconds=marker.get("seconds"))
+        return task_result("done", spec, frames=int(marker.get("frames", 0)), seconds=marker.get("seconds"), **written_to(store))
     except UserError as e:  # corrupt video, missing model: recorded, not retried
         msg = str(e)
         return _failed(store, spec, msg if msg.startswith(spec.path) else f"{spec.path}: {msg}")

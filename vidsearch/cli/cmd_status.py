@@ -5,6 +5,7 @@ import click
 
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.status import index_status
+from vidsearch.ingest.leases import running_chunks, running_lines
 from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 
 
@@ -21,9 +22,12 @@ from .base import cli, echo_json, handle_errors, json_option, pass_ctx
 @handle_errors
 def status_cmd(ctx, per_video, rebuild, verify, as_json):
     """Summarise the index: videos, hours, frames, chunks pending / done / failed, failures."""
-    summary = index_status(IndexStore(ctx.index), rebuild=rebuild, verify=verify)
+    store = IndexStore(ctx.index)
+    summary = index_status(store, rebuild=rebuild, verify=verify)
     if not per_video and not as_json:
         summary.pop("per_video")
+    if per_video:
+        summary["running"] = running_chunks(store.root)  # distributed ingest: which worker holds which chunk
     if as_json:
         echo_json(summary)
         return
@@ -51,6 +55,8 @@ def status_cmd(ctx, per_video, rebuild, verify, as_json):
     for v in summary.get("per_video", []):
         part = f", {v['partial']} partial ({v['missing_s']:.1f}s missing)" if v.get("partial") else ""
         click.echo(f"{v['path']}: {v['done']} done, {v['pending']} pending, {v['failed']} failed{part}")
+    for line in running_lines(summary.get("running", [])):
+        click.echo(line)
 
 
 def partial_line(f: dict) -> str:

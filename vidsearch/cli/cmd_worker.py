@@ -47,6 +47,8 @@ def worker_cmd(ctx, broker, queues, concurrency, pool, model, loglevel, celery_a
         sys.executable, "-m", "celery", "-A", "workers.app", "worker",
         "-Q", queues, "--concurrency", str(concurrency), "--pool", pool, "--loglevel", loglevel,
         "--hostname", f"vidsearch{os.getpid()}@%h",
+        # no worker-to-worker chatter: vidsearch uses none of it, and it logs tracebacks after a broker restart
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
         *celery_args,
     ]
     sys.stdout.flush()

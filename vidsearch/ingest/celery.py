@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Any, Callable, Iterator
 
+from vidsearch.ingest.resends import ResendGuard
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.errors import TransientError, UserError, one_line
 from vidsearch.index.catalog import Catalog
@@ -208,6 +209,7 @@ class CeleryBackend:
         self.notify = notify or (lambda msg: log.warning("%s", msg))
         self.app = make_celery(self.url, client=True)
         self.task_ids: dict[str, str] = {}  # chunk_id -> task id
+        self.resends = ResendGuard(self.app)  # caps resends; stops on an index mismatch
         check_broker(self.app, self.url)  # before the archive is scanned: fail fast, in one line
 
     # -- submit ------------------------------------------------------------------------------
@@ -284,6 +286,7 @@ class CeleryBackend:
             and not store.marker_path(spec).exists() and not store.failed_path(spec).exists()
         ]
         if lost:
+            lost = self.resends.admit(lost, self.task_ids, store)
             self.notify(f"the broker lost {len(lost)} queued chunks (was it restarted?); sending them again")
             self._send(lost, str(store.root))
         return len(lost)
