@@ -179,3 +179,22 @@ def test_tags_before_any_build_says_what_to_run(home, tiny, archive, runner):
     assert res.exit_code != 0 and "vidsearch tags build" in res.output and len(res.output.strip().splitlines()) == 1
     rows = json.loads(run_cli(runner, "--index", idx, "sql", "SELECT count(*) AS n FROM tags", "--json").stdout)
     assert rows == [{"n": 0}]  # the view exists, empty
+
+
+@pytest.mark.web
+def test_api_tags_and_whats_here_for_one_video(demo_index):
+    from fastapi.testclient import TestClient
+
+    from vidsearch.web.app import create_app
+
+    app = create_app(demo_index)
+    try:
+        c = TestClient(app, base_url="http://127.0.0.1")
+        everything = c.get("/api/tags").json()
+        assert everything["tags"][0]["tag"] == "gray"
+        vid = next(r["video_id"] for t in everything["tags"] if t["tag"] == "orange" for r in t["ranges"])
+        here = c.get("/api/tags", params={"video_id": vid}).json()
+        assert [(t["tag"], t["seconds"]) for t in here["tags"]] == [("gray", 90.0), ("green", 15.0), ("orange", 15.0)]
+        assert "whatsHere" in c.get("/static/app.js").text
+    finally:
+        app.state.warm.close()

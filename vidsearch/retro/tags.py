@@ -160,8 +160,8 @@ def _in_window(rows: list[dict], after, before) -> tuple[list[dict], int]:
     return out, len(no_time)
 
 
-def list_tags(store: IndexStore, *, video_glob: str | None = None, after=None, before=None,
-              tag: str | None = None) -> TagsResult:
+def list_tags(store: IndexStore, *, video_glob: str | None = None, video_id: str | None = None, after=None,
+              before=None, tag: str | None = None) -> TagsResult:
     """The archive's tags ranked by total time, then number of videos, each with its ranges."""
     from vidsearch.query.engine import _glob_match
 
@@ -169,6 +169,8 @@ def list_tags(store: IndexStore, *, video_glob: str | None = None, after=None, b
     rows, cur = read_ranges(store)
     if video_glob:
         rows = [r for r in rows if _glob_match(r["path"] or "", video_glob)]
+    if video_id:
+        rows = [r for r in rows if r["video_id"] == video_id]
     if tag:
         rows = [r for r in rows if r["tag"].lower() == tag.strip().lower()]
     rows, skipped = _in_window(rows, after, before)
