@@ -71,9 +71,7 @@ def build(store: IndexStore, encoder, vocab: Vocabulary, progress: Callable[[Chu
     report = {"channel": tags_id, "image_model_id": image_id, "tags": len(vocab.tags),
               "unknown_tags": int((~np.any(vecs, axis=1)).sum()), "chunks_tagged": 0, "chunks_skipped": len(wanted) - len(todo),
               "chunks_removed": len(stale), "chunks_failed": 0, "frames": 0, "failures": []}
-    with Catalog(store) as cat:
-        cat.mark_pending(todo)
-    for spec in todo:
+    for spec in todo:  # in this process: the catalog learns them from their markers at the end
         try:
             marker = tc.tag_chunk(spec, store, encoder)
             report["chunks_tagged"] += 1
