@@ -100,9 +100,10 @@ def test_registry_finds_each_chunks_channel():
     assert channels.channel_for("demo-colours@abc") is IMAGE
     assert channels.channel_for(OCR_CHANNEL) is OCR
     assert channels.by_name("ocr") is OCR and channels.by_name("image") is IMAGE
-    with pytest.raises(UserError, match="no channel 'audio': the channels are ocr, image"):
+    with pytest.raises(UserError, match="no channel 'audio': the channels are ocr, tags, image"):
         channels.by_name("audio")
-    assert channels.report_keys() == ["frames", "ocr_frames"]
+    assert channels.report_keys() == ["frames", "ocr_frames", "tag_frames"]
+    assert channels.channel_for("tags:0123456789ab:ba9876543210") is channels.by_name("tags")
 
     class Model:
         model_id = "m@1"
@@ -115,7 +116,7 @@ def test_registry_finds_each_chunks_channel():
 def test_registered_channel_owns_its_ids_and_leaves_again(loudness):
     assert channels.channel_for(FAKE_ID) is loudness
     assert channels.CHANNELS[-1] is IMAGE  # the catch-all stays last
-    assert channels.report_keys() == ["frames", "ocr_frames", "loudness_frames"]
+    assert channels.report_keys() == ["frames", "ocr_frames", "tag_frames", "loudness_frames"]
     channels.register(loudness)  # again: replaced, not doubled
     assert [c.name for c in channels.CHANNELS].count("loudness") == 1
     channels.unregister("loudness")
@@ -132,8 +133,8 @@ def test_a_third_channel_runs_through_ingest_worker_catalog_and_status(home, col
     assert rep.seconds_indexed == pytest.approx(secs)  # its chunks do not count twice
     d = rep.to_dict()
     assert d["loudness_frames"] == sum(len(range(0, int(dur), 5)) for dur, _ in ARCHIVE.values())
-    assert list(d)[list(d).index("frames"):][:3] == ["frames", "ocr_frames", "loudness_frames"]
-    assert d["ocr_frames"] == 0 and d["frames"] > 0
+    assert list(d)[list(d).index("frames"):][:4] == ["frames", "ocr_frames", "tag_frames", "loudness_frames"]
+    assert d["ocr_frames"] == 0 and d["tag_frames"] == 0 and d["frames"] > 0
     assert loudness.refreshed == [FAKE_ID]  # its query-side copy was brought up to date
 
     # the catalog view it declared, over its shards, with the packed array

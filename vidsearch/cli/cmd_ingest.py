@@ -53,6 +53,8 @@ def make_progress(quiet: bool):
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Frames per inference batch.")
 @click.option("--ocr", is_flag=True, help="Also read on-screen text (every 2 s and at scene cuts) for "
               "`query --text-in-frame`; needs the ocr extra (see docs/ocr.md).")
+@click.option("--tags", "tags", is_flag=True, help="Also tag every frame with the index's tag vocabulary "
+              "(the built-in one until `vidsearch tags build --vocab` changes it) for `vidsearch tags`; see docs/tags.md.")
 @click.option("--backend", type=click.Choice(["local", "celery"]), default="local", show_default=True,
               help="local: embed in this process. celery: send chunks to workers (see docs/distributed.md).")
 @click.option("--broker", default=None, help="Celery broker URL (env VIDSEARCH_BROKER_URL).")
@@ -61,7 +63,7 @@ def make_progress(quiet: bool):
 @json_option
 @pass_ctx
 @handle_errors
-def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size, ocr, backend, broker, wait, quiet, as_json):
+def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size, ocr, tags, backend, broker, wait, quiet, as_json):
     """Index the videos under PATHS (directories are walked recursively).
 
     Re-running on the same archive with the same model and settings does nothing; new files
@@ -74,7 +76,8 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
     1 an error, or nothing could be indexed; 3 some file failed or is partial.
     """
     sampling = Sampling("keyframes") if keyframes else Sampling("fps", fps)
-    options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size, channels=("ocr",) if ocr else ())
+    extra = ("ocr",) * ocr + ("tags",) * tags
+    options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size, channels=extra)
     if ocr and backend == "local":  # with celery the workers need the extra, not the submitter
         from vidsearch.ocr.channel import require_ocr
 
@@ -92,6 +95,10 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
         info = encoder.info
         runner = LocalBackend(encoder, batch_size=batch_size)
     semantics_warning(info)
+    if tags:
+        from vidsearch.retro.tags import choose_vocabulary, prepare_ingest
+
+        prepare_ingest(store, info.model_id, choose_vocabulary(store))
     on_plan, progress, close = make_progress(quiet or as_json)
     try:
         report = ingest(paths, store, info, runner, options, progress=progress, on_plan=on_plan)
@@ -108,6 +115,8 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
         )
         if ocr:
             click.echo(f"on-screen text read in {report.channel_frames.get('ocr_frames', 0)} frames")
+        if tags:
+            click.echo(f"tags scored in {report.channel_frames.get('tag_frames', 0)} frames; see `vidsearch tags`")
         if report.pending:
             click.echo(f"{report.pending} chunks queued for workers; see `vidsearch status`")
         if report.providers:

@@ -42,7 +42,8 @@ def sql_cmd(ctx, query, model, providers, limit, as_json, as_csv, parquet):
     """Run read-only SELECT queries on the index catalog (DuckDB).
 
     Tables: videos, files, chunks, models; views: frames (video_id, path, chunk_id, pts,
-    model_id, embedding) and frames_<model>. text_embedding('...') and image_embedding('path')
+    model_id, embedding) and frames_<model>; tags (video_id, path, start_s, end_s, tag, score,
+    recorded_at, ...: docs/tags.md). text_embedding('...') and image_embedding('path')
     embed with the model of the frames view:
 
     vidsearch sql "SELECT path, pts FROM frames ORDER BY array_cosine_similarity(embedding, text_embedding('red car')) DESC LIMIT 5"

@@ -40,6 +40,8 @@ def status_cmd(ctx, per_video, rebuild, verify, as_json):
     click.echo(f"chunks: {c['done']} done, {c['pending']} pending, {c['failed']} failed{partial}")
     if summary.get("ocr_frames"):
         click.echo(f"on-screen text read in {summary['ocr_frames']} frames (query --text-in-frame)")
+    if summary.get("tag_frames"):
+        click.echo(f"tags scored in {summary['tag_frames']} frames (vidsearch tags)")
     for m in summary["models"]:
         click.echo(f"model {m['model_id']} (dim {m['dim']}): {m['frames']} frames")
     for f in summary["failed_files"]:

@@ -134,7 +134,7 @@ def duck_type(arrow_type) -> str:
     if pa.types.is_list(arrow_type):
         return f"{duck_type(arrow_type.value_type)}[]"
     names = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.float32(): "FLOAT", pa.int64(): "BIGINT",
-             pa.int32(): "INTEGER", pa.bool_(): "BOOLEAN"}
+             pa.int32(): "INTEGER", pa.bool_(): "BOOLEAN", pa.timestamp("us"): "TIMESTAMP"}
     if arrow_type not in names:
         raise TypeError(f"no catalog type for shard column type {arrow_type}")
     return names[arrow_type]
@@ -438,6 +438,8 @@ class Catalog:
                     sql = alias_view_sql(view.name, target) if target else create_view_sql(view.empty, None)
                 elif view.model_id is not None and self.store.has_shards(view.model_id):
                     sql = create_view_sql(view, self.store.shard_glob(view.model_id))
+                elif view.path is not None and any(self.store.root.glob(view.path)):
+                    sql = create_view_sql(view, str(self.store.root / view.path))
                 elif view.optional:
                     continue
                 else:

@@ -20,7 +20,8 @@ class ShardView:
     ``columns``: the view's columns in order, shard columns or names of ``arrays`` (default: the
     schema's). ``arrays``: ``(name, source columns)`` pairs, each a ``FLOAT[n]`` column packed
     from ``n`` float columns. ``optional``: no view at all while there are no shards (otherwise an
-    empty view with the same columns). ``model_id`` None: always the empty view.
+    empty view with the same columns). ``model_id`` None: always the empty view, unless ``path``
+    names files the channel keeps itself (a glob relative to the index root), read once they exist.
     """
 
     name: str
@@ -29,6 +30,7 @@ class ShardView:
     columns: tuple[str, ...] = ()
     arrays: tuple[tuple[str, tuple[str, ...]], ...] = ()
     optional: bool = False
+    path: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,9 +15,10 @@ from vidsearch.index.channel import Channel
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.embed import IMAGE
 from vidsearch.ocr.channel import OCR
+from vidsearch.retro.tagchannel import TAGS
 
 #: every channel; the image channel last: it owns every model id no other channel owns
-CHANNELS: list[Channel] = [OCR, IMAGE]
+CHANNELS: list[Channel] = [OCR, TAGS, IMAGE]
 
 
 def register(channel: Channel) -> None:

@@ -33,7 +33,7 @@ def create_app(index_root, *, token: str | None = None, providers: str | None = 
                upload_limit: int = 20 * 1024 * 1024) -> FastAPI:
     """The app over the index at ``index_root``. With ``token`` every request must carry it
     (``Authorization: Bearer``, the ``token`` query parameter once, or the cookie that sets)."""
-    from . import routes_case, routes_media, routes_search
+    from . import routes_case, routes_media, routes_search, routes_tags
 
     app = FastAPI(title="vidsearch", version=__version__, docs_url=None, redoc_url=None,
                   description="Evidence review over a vidsearch index. The same API the page uses; see docs/web.md.")
@@ -41,7 +41,7 @@ def create_app(index_root, *, token: str | None = None, providers: str | None = 
     app.state.token = token
     _error_handlers(app)
     app.middleware("http")(_guard)
-    for mod in (routes_search, routes_media, routes_case):
+    for mod in (routes_search, routes_media, routes_case, routes_tags):
         app.include_router(mod.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

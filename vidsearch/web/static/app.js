@@ -183,9 +183,23 @@ async function play(r, from) {
   $("#player-note").textContent = info.playable
     ? `original file (${info.container}/${info.video_codec}), range requests`
     : `${info.container}/${info.video_codec} does not play in a browser: H.264 transcode of ${ts(s)}–${ts(e)}`;
+  whatsHere(r.video_id, r.path || info.path).catch(() => {});
   $$(".playing").forEach((x) => x.classList.remove("playing"));
   if (r.id && S.rangeEls.get(r.id)) S.rangeEls.get(r.id).classList.add("playing");
   video.addEventListener("loadedmetadata", () => { video.currentTime = p.from - p.offset; video.play().catch(() => {}); }, { once: true });
+}
+// "what's here": the playing video's tags (vidsearch tags), longest first; a tag plays its ranges
+async function whatsHere(vid, path) {
+  const out = $("#whats-here");
+  if (out.dataset.video === vid) return;
+  out.dataset.video = vid;
+  const r = await fetch(`/api/tags?video_id=${encodeURIComponent(vid)}`);
+  const res = await r.json().catch(() => ({}));
+  if (!r.ok) { out.replaceChildren(h("p", { class: "muted" }, "What's here: " + (res.error || "no tags"))); return; }
+  out.replaceChildren(h("h3", {}, "What's here"), h("div", { class: "tags" }, ...res.tags.map((t) =>
+    h("button", { class: "tag", title: t.ranges.map((x) => `${ts(x.start)}–${ts(x.end)}`).join(", "),
+      onclick: () => play({ video_id: vid, path, start: t.ranges[0].start, end: t.ranges[0].end, peak_time: t.ranges[0].start }) },
+      `${t.tag} · ${ts(t.seconds)}`))));
 }
 const srcTime = () => (S.play ? S.play.offset + video.currentTime : 0);
 video.addEventListener("timeupdate", () => {
