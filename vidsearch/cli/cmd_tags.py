@@ -98,7 +98,7 @@ def tags_build_cmd(ctx, model, providers, vocab, vocab_add, as_json):
     """
     from vidsearch.index.shards import IndexStore
     from vidsearch.models.encoder import Encoder
-    from vidsearch.query.engine import pick_model
+    from vidsearch.query.models import pick_model
     from vidsearch.retro.tags import build, choose_vocabulary
 
     store = IndexStore(ctx.index)

@@ -267,7 +267,7 @@ def _step(pts: np.ndarray) -> float:
 
 
 def _recorded(created: str | None, offset: float) -> _dt.datetime | None:
-    from vidsearch.query.engine import parse_creation_time
+    from vidsearch.core.timeparse import parse_creation_time
 
     t = parse_creation_time(created)
     return None if t is None else (t + _dt.timedelta(seconds=offset)).astimezone(_dt.timezone.utc).replace(tzinfo=None)

@@ -139,7 +139,7 @@ def read_ranges(store: IndexStore) -> tuple[list[dict], dict]:
 def _in_window(rows: list[dict], after, before) -> tuple[list[dict], int]:
     """Ranges recorded in ``[after, before)`` (clipped to it); ranges of videos without a creation
     time are left out and their videos counted."""
-    from vidsearch.query.engine import parse_when
+    from vidsearch.core.timeparse import parse_when
 
     after, before = parse_when(after), parse_when(before)
     if after is None and before is None:

@@ -57,7 +57,7 @@ class Warm:
 
     def frame_index(self, model_id: str):
         """The search matrix of ``model_id``, re-checked against the shards at most every ``refresh_s``."""
-        from vidsearch.query.engine import load_frame_index
+        from vidsearch.index.frames import load_frame_index
 
         with self._lock:
             at, index = self._indexes.get(model_id, (0.0, None))
