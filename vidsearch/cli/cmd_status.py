@@ -5,7 +5,7 @@ import click
 
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.status import index_status
-from .base import cli, echo_json, handle_errors, json_option, pass_ctx
+from .base import cli, echo_json, escape_line, handle_errors, json_option, pass_ctx
 
 
 @cli.command("status")
@@ -37,4 +37,4 @@ def status_cmd(ctx, per_video, rebuild, as_json):
     for f in summary["failed_chunks"]:
         click.echo(f"failed chunk: [{f['start']:.0f}-{f['end']:.0f}s] {f['error']}")
     for v in summary.get("per_video", []):
-        click.echo(f"{v['path']}: {v['done']} done, {v['pending']} pending, {v['failed']} failed")
+        click.echo(f"{escape_line(v['path'])}: {v['done']} done, {v['pending']} pending, {v['failed']} failed")

@@ -134,7 +134,9 @@ def text_query(
                  smooth_s=kw.get("smooth_s", 3.0))
     if not np.any(pos):
         # e.g. the colour demo model asked about something that is not a colour
-        return QueryResult(label, index.model_id, encoder.info.semantics, float("inf"), len(index), [], 0.0, **extra)
+        sel = select_frames(store, index, video_glob=kw.get("video_glob"), after=kw.get("after"), before=kw.get("before"))
+        return QueryResult(label, index.model_id, encoder.info.semantics, float("inf"), sum(len(g) for g in sel.groups.values()),
+                           [], 0.0, skipped_no_time=sel.skipped_no_time, **extra)
     scores = contrast_scores(index.scores(pos), [index.scores(n) for n in negs]) if len(negs) and len(index) else None
     result = search_vector(store, index, pos, label=label, semantics=encoder.info.semantics, scores=scores, **kw)
     result.prompts, result.negatives, result.images = extra["prompts"], extra["negatives"], extra["images"]
