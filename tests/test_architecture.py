@@ -8,6 +8,7 @@ ancestors: they ran before it). ``from P import name`` where ``name`` is no subm
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,3 +374,83 @@ def test_the_reader_resolves_every_import_form(tmp_path):
     _write(tmp_path, {"vidsearch/query/engine.py": "from vidsearch.index import store\n"})
     assert find_cycles(build_graph(tmp_path)) == [
         ["vidsearch.index.store", "vidsearch.query.engine", "vidsearch.index.store"]]
+
+
+# -- SQL lives in the catalog --------------------------------------------------------------------
+SQL_TEXT = re.compile(
+    r"^\s*(SELECT\b[\s\S]*\bFROM\b|INSERT\s+INTO\b|UPDATE\s+\w+\s+SET\b|DELETE\s+FROM\b|CREATE\s+(OR\s+REPLACE\s+)?"
+    r"(TABLE|VIEW|INDEX|TYPE)\b|ALTER\s+TABLE\b|DROP\s+(TABLE|VIEW)\b|ATTACH\b|COPY\b|SET\s+\w+\s*=|PRAGMA\b|USE\s+\w+\s*$)")  # keywords in capitals, as this code base writes SQL
+SQL_HOME = "vidsearch/index/catalog.py"
+
+
+def sql_strings(source: str) -> list[tuple[int, str]]:
+    """(line, text) of each string literal (f-strings: their literal parts) that is SQL, docstrings aside."""
+    tree = ast.parse(source)
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    docstrings |= {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in docstrings:
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        elif isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "x" for v in node.values)
+        else:
+            continue
+        if SQL_TEXT.match(text):
+            found.append((node.lineno, " ".join(text.split())[:80]))
+    return sorted(found)
+
+
+def test_sql_only_in_the_catalog():
+    bad = []
+    for path in sorted(ROOT.glob("vidsearch/**/*.py")) + sorted(ROOT.glob("workers/**/*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == SQL_HOME:
+            continue
+        bad += [f"{rel}:{line}: {text}" for line, text in sql_strings(path.read_text())]
+    assert not bad, "SQL statements outside " + SQL_HOME + " (make them catalog methods):\n    " + "\n    ".join(bad)
+
+
+def test_sql_finder_finds_sql_and_skips_prose():
+    src = ('"""SELECT a FROM b in a docstring is prose."""\n'
+           'Q = "SELECT path FROM videos WHERE video_id = ?"\n'
+           'def f(con, t):\n    con.execute(f"CREATE VIEW {t} AS SELECT 1")\n'
+           'HELP = "Only SELECT-like statements run"\n'
+           'S = "SET lock_configuration = true"\n')
+    assert [line for line, _ in sql_strings(src)] == [2, 4, 6]
+
+
+def _is_submodule(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # the parent is a module, not a package
+        return False
+
+
+def test_imported_names_exist():
+    """``from vidsearch.x import name`` names something x defines or imports (a module moved or
+    split leaves no stale import behind, even inside a function that no other test reaches)."""
+    import importlib
+
+    bad = []
+    for path in sorted(ROOT.glob("vidsearch/**/*.py")) + sorted(ROOT.glob("workers/**/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    and node.module.split(".")[0] in ("vidsearch", "workers")):
+                continue
+            where = f"{path.relative_to(ROOT).as_posix()}:{node.lineno}"
+            try:
+                module = importlib.import_module(node.module)
+            except ImportError as e:
+                bad.append(f"{where}: {node.module}: {e}")
+                continue
+            for alias in node.names:
+                if not hasattr(module, alias.name) and not _is_submodule(f"{node.module}.{alias.name}"):
+                    bad.append(f"{where}: {node.module} has no {alias.name}")
+    assert not bad, "imports of names that do not exist:\n    " + "\n    ".join(bad)

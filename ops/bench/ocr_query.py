@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     import duckdb
 
     from vidsearch.ocr import textcache
-    from vidsearch.ocr.channel import OCR_CHANNEL, _read_lines, text_ranges
+    from vidsearch.ocr.channel import OCR_CHANNEL
+    from vidsearch.query.text import _read_lines, text_ranges
     from vidsearch.ocr.sentence import available
     from vidsearch.index.shards import IndexStore
 

@@ -144,7 +144,7 @@ def test_a_third_channel_runs_through_ingest_worker_catalog_and_status(home, col
 
     status = index_status(store)
     assert status["loudness_frames"] == d["loudness_frames"] and status["frames"] == d["frames"]
-    assert status["chunks"] == {"done": 2 * image_chunks, "pending": 0, "failed": 0}
+    assert status["chunks"] == {"done": 2 * image_chunks, "pending": 0, "failed": 0, "partial": 0}
     assert json.loads(run_cli(runner, "status", "--json").stdout)["loudness_frames"] == d["loudness_frames"]
     assert {s for (s,) in _rows(home, "SELECT status FROM files")} == {"indexed"}
 

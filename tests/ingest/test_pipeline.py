@@ -154,8 +154,10 @@ def test_bad_inputs_are_reported_recorded_and_skipped(home, colour, archive, run
     missing = archive / "no-such-dir"
 
     result = run_cli(runner, "ingest", archive, missing, "--model", "demo-colours", "--chunk", "10", ok=False)
-    assert result.exit_code == 0, result.output  # the good files were indexed
+    assert result.exit_code == 3, result.output  # the good files were indexed; some failed or are partial
+    assert "files: 3 indexed, 1 partial, 5 failed" in result.stdout
     err = result.stderr
+    assert "partial: " in err and "broadcast.mkv: no frames for 13.0-30.0s" in err
     assert "empty.mp4: empty file (0 bytes)" in err
     assert "notes.mp4: not a readable video" in err
     assert "cut.mp4: not a readable video" in err
@@ -277,10 +279,10 @@ def test_status_rereads_the_markers_it_needs(home, colour, archive, runner):
     con.execute("UPDATE chunks SET status = 'pending' WHERE chunk_id IN (SELECT chunk_id FROM chunks LIMIT 2)").fetchall()
     con.execute("DELETE FROM chunks WHERE chunk_id IN (SELECT chunk_id FROM chunks WHERE status = 'done' LIMIT 1)").fetchall()
     con.close()
-    assert chunks() == {"done": 9, "pending": 0, "failed": 0}  # the pending two were done on disk
+    assert chunks() == {"done": 9, "pending": 0, "failed": 0, "partial": 0}  # the pending two were done on disk
     assert json.loads(run_cli(runner, "status", "--json", "--rebuild").stdout)["chunks"]["done"] == 10
     catalog.unlink()  # a lost catalog: its chunks come back from the shards
-    assert chunks() == {"done": 10, "pending": 0, "failed": 0}
+    assert chunks() == {"done": 10, "pending": 0, "failed": 0, "partial": 0}
 
 
 def test_ctrl_c_keeps_finished_chunks_and_rerun_completes(home, colour, tmp_path):

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from vidsearch.ocr.channel import OCR_CHANNEL, TextRange, hit_ranges, intersect, select_frames
+from vidsearch.ocr.channel import OCR_CHANNEL, select_frames
+from vidsearch.query.text import TextRange, hit_ranges, intersect
 from vidsearch.core.ranges import TimeRange
 from vidsearch.index.shards import model_slug
 

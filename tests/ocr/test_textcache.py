@@ -13,7 +13,8 @@ import time
 import pytest
 
 from vidsearch.ocr import textcache
-from vidsearch.ocr.channel import OCR_CHANNEL, TEXT_DIM, _rows_table, text_ranges
+from vidsearch.ocr.channel import OCR_CHANNEL, TEXT_DIM, _rows_table
+from vidsearch.query.text import text_ranges
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.shards import IndexStore

@@ -156,7 +156,7 @@ def test_case_names_are_not_paths(client):
 
 
 def test_case_keep_note_mark_export(make_client, app_env):
-    from vidsearch.evidence.export import verify_manifest
+    from vidsearch.evidence.manifest import verify_manifest
 
     c = make_client()
     out = red(c)

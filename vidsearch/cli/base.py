@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from vidsearch import __version__
-from vidsearch.errors import first_line, VidsearchError
+from vidsearch.errors import first_line, storage_error, VidsearchError
 from vidsearch.core.ranges import format_ts  # noqa: F401 - re-exported for the command modules
 from vidsearch.settings import Settings, use
 
@@ -76,8 +76,16 @@ def handle_errors(fn: Callable) -> Callable:
         except VidsearchError as e:
             raise click.ClickException(first_line(e)) from None
         except OSError as e:  # a read-only index, a full disk, a missing directory
+            fault = storage_error(e)
+            if fault is not None:
+                raise click.ClickException(first_line(fault)) from None
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
+        except Exception as e:  # DuckDB's errors for a full or read-only disk are no OSError
+            fault = storage_error(e)
+            if fault is None:
+                raise
+            raise click.ClickException(first_line(fault)) from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted: everything written so far is kept; run the same command again to continue.", err=True)
             sys.exit(130)

@@ -11,7 +11,7 @@ from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.local import LocalBackend
 from vidsearch.ingest.pipeline import ingest
 from vidsearch.ingest.plan import IngestOptions
-from .base import cli, echo_json, handle_errors, json_option, pass_ctx
+from .base import cli, echo_json, escape_line, handle_errors, json_option, pass_ctx
 from .common import load_encoder, model_option, providers_option, semantics_warning
 
 
@@ -65,7 +65,13 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
     """Index the videos under PATHS (directories are walked recursively).
 
     Re-running on the same archive with the same model and settings does nothing; new files
-    are picked up incrementally. Bad files are reported and recorded; the rest goes on.
+    are picked up incrementally. Bad files are reported and recorded; the rest goes on. A file
+    whose frames do not cover its length (damaged or truncated) is indexed as far as it decodes
+    and reported as partial, with the missing stretches.
+
+    \b
+    Exit status: 0 every file indexed whole (or queued for workers);
+    1 an error, or nothing could be indexed; 3 some file failed or is partial.
     """
     sampling = Sampling("keyframes") if keyframes else Sampling("fps", fps)
     options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size, channels=("ocr",) if ocr else ())
@@ -106,8 +112,12 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
             click.echo(f"{report.pending} chunks queued for workers; see `vidsearch status`")
         if report.providers:
             click.echo(f"model {report.model_id} on {', '.join(report.providers)}")
+        click.echo(f"files: {report.files_indexed} indexed, {report.files_partial} partial, {report.files_failed} failed")
         for f in report.failures:
             where = f" [{f.start:.0f}-{f.end:.0f}s]" if f.start is not None else ""
             click.echo(f"failed: {f.error}{where}", err=True)
-    if report.failures and not (report.chunks_done or report.chunks_skipped or report.pending):
-        sys.exit(1)
+    for p in report.partial_files:  # also with --json: stdout stays JSON
+        gaps = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in p["missing"])
+        click.echo(f"partial: {escape_line(p['path'])}: no frames for {gaps} ({p['missing_s']:.1f}s; damaged or truncated video)", err=True)
+    if report.exit_code:
+        sys.exit(report.exit_code)

@@ -8,7 +8,7 @@ import click
 from vidsearch.index.shards import IndexStore
 from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
-from .queryopts import refine_options, skipped_note
+from .queryopts import damaged_note, refine_options, skipped_note
 
 
 @cli.command("query")
@@ -56,7 +56,7 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
 
     result = run_query(store, list(text), open_encoder, text_in_frame=text_in_frame, negatives=list(negatives),
                        images=[str(p) for p in images], top=top, min_score=min_score, video_glob=video_glob,
-                       smooth_s=smooth_s, after=after, before=before)
+                       smooth_s=smooth_s, after=after, before=before, on_index=damaged_note)
     skipped_note(result.skipped_no_time)
     if thumbs:
         from vidsearch.media.thumbs import write_thumbnails

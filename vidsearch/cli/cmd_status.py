@@ -9,25 +9,31 @@ from .base import cli, echo_json, escape_line, handle_errors, json_option, pass_
 
 
 @cli.command("status")
-@click.option("--videos", "per_video", is_flag=True, help="Also list chunks done / pending / failed per video.")
+@click.option("--videos", "per_video", is_flag=True, help="Also list chunks done / pending / failed / partial per video.")
 @click.option("--rebuild", is_flag=True,
               help="Re-read every chunk marker under shards/ (e.g. after copying shards in or deleting the "
                    "catalog); by default only the chunks not yet done are looked at again.")
+@click.option("--verify", is_flag=True,
+              help="Check every shard against the size, row count and SHA-256 its marker recorded; a damaged "
+                   "shard is set aside and its chunk marked for re-indexing by the next ingest.")
 @json_option
 @pass_ctx
 @handle_errors
-def status_cmd(ctx, per_video, rebuild, as_json):
+def status_cmd(ctx, per_video, rebuild, verify, as_json):
     """Summarise the index: videos, hours, frames, chunks pending / done / failed, failures."""
-    summary = index_status(IndexStore(ctx.index), rebuild=rebuild)
+    summary = index_status(IndexStore(ctx.index), rebuild=rebuild, verify=verify)
     if not per_video and not as_json:
         summary.pop("per_video")
     if as_json:
         echo_json(summary)
         return
+    if summary.get("not_synced"):
+        click.echo(f"warning: the catalog could not be updated from the shards ({summary['not_synced']})", err=True)
     c = summary["chunks"]
     click.echo(f"index: {summary['index']}")
     click.echo(f"{summary['videos']} videos, {summary['hours']:.2f} hours, {summary['frames']} frames")
-    click.echo(f"chunks: {c['done']} done, {c['pending']} pending, {c['failed']} failed")
+    partial = f", {c['partial']} partial (frames missing)" if c.get("partial") else ""
+    click.echo(f"chunks: {c['done']} done, {c['pending']} pending, {c['failed']} failed{partial}")
     if summary.get("ocr_frames"):
         click.echo(f"on-screen text read in {summary['ocr_frames']} frames (query --text-in-frame)")
     for m in summary["models"]:
@@ -36,5 +42,19 @@ def status_cmd(ctx, per_video, rebuild, as_json):
         click.echo(f"failed: {f['error']}")
     for f in summary["failed_chunks"]:
         click.echo(f"failed chunk: [{f['start']:.0f}-{f['end']:.0f}s] {f['error']}")
+    if "verified" in summary:
+        v = summary["verified"]
+        click.echo(f"verified {v['shards']} shards: {len(v['damaged'])} damaged"
+                   + (", marked for re-indexing: run the same ingest again" if v["damaged"] else ""))
+    for f in summary["partial_chunks"]:
+        click.echo(f"partial chunk: {partial_line(f)}")
     for v in summary.get("per_video", []):
-        click.echo(f"{escape_line(v['path'])}: {v['done']} done, {v['pending']} pending, {v['failed']} failed")
+        part = f", {v['partial']} partial ({v['missing_s']:.1f}s missing)" if v.get("partial") else ""
+        click.echo(f"{escape_line(v['path'])}: {v['done']} done, {v['pending']} pending, {v['failed']} failed{part}")
+
+
+def partial_line(f: dict) -> str:
+    """``PATH [0-20s]: 9.0s covered, frames missing 9.0-20.0s`` for a partial chunk."""
+    gaps = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in f["missing"])
+    return (f"{escape_line(f['path'])} [{f['start']:.0f}-{f['end']:.0f}s]: {f['covered_s']:.1f}s covered, "
+            f"{f['missing_s']:.1f}s missing ({gaps})")

@@ -29,3 +29,13 @@ def refine_options(fn):
 def skipped_note(n: int) -> None:
     if n:
         click.echo(f"note: {n} video(s) left out by --after/--before: their files carry no creation time", err=True)
+
+
+def damaged_note(index) -> None:
+    """One line on stderr when damaged shards were left out of the frames a query scored."""
+    damaged = getattr(index, "damaged", None)
+    if damaged:
+        first = sorted(damaged)[0]
+        more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
+        click.echo(f"warning: damaged shard {first}{more} left out ({index.skipped_frames} frames skipped); "
+                   "`vidsearch status --verify` marks it for re-indexing by the next ingest", err=True)

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     start_s DOUBLE,
     end_s DOUBLE,
     sampling VARCHAR,
-    status VARCHAR,            -- pending | done | failed
+    status VARCHAR,            -- pending | done | partial | failed
     frames INTEGER,
     shard VARCHAR,
     error VARCHAR,
@@ -43,3 +43,8 @@ CREATE TABLE IF NOT EXISTS models (
     info VARCHAR,
     last_used TIMESTAMP
 );
+-- Added later (an older index gains them when an ingest or `status` opens it): how much of its
+-- span a done chunk's frames cover; missing: JSON [[start, end], ...] of the stretches without frames.
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS covered_s DOUBLE;
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS missing_s DOUBLE;
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS missing VARCHAR;

@@ -41,8 +41,10 @@ def make_video(
     background: str = BACKGROUND,
     seed: int = 0,
     creation_time: str | None = None,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
-    """Write an H.264 MP4 and return its path. ``gop`` defaults to 2 seconds of frames."""
+    """Write an H.264 MP4 (or what the extension says: ``.ts`` MPEG-TS, ``.mkv``) and return its path.
+    ``gop`` defaults to 2 seconds of frames; ``container_options``: the muxer's (``movflags=faststart``)."""
     scenes = [s if isinstance(s, Scene) else Scene(*s) for s in scenes]
     w, h = size
     rng = np.random.default_rng(seed)
@@ -63,7 +65,7 @@ def make_video(
             yield img
 
     meta = {"creation_time": creation_time} if creation_time else None
-    return write_video(path, frames(), size, fps, codec=codec, gop=gop, metadata=meta)
+    return write_video(path, frames(), size, fps, codec=codec, gop=gop, metadata=meta, container_options=container_options)
 
 
 def write_video(
@@ -75,6 +77,7 @@ def write_video(
     gop: int | None = None,
     options: dict[str, str] | None = None,
     metadata: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
     """Encode RGB frames (one per 1/fps) into a video file; ``gop`` defaults to 2 seconds of frames.
 
@@ -86,7 +89,7 @@ def write_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
-    with av.open(str(path), mode="w") as out:
+    with av.open(str(path), mode="w", options=dict(container_options or {})) as out:
         for k, v in (metadata or {}).items():
             out.metadata[k] = v
         stream = out.add_stream(codec, rate=fps)

@@ -170,7 +170,7 @@ def export_case(store, cases: CaseStore, name: str, clips: bool = True, pad_s: f
 
 def add_review(out_dir: Path, review: dict) -> str:
     """Put ``review`` into an export's manifest and write its new SHA-256 (canonical form kept)."""
-    from vidsearch.evidence.export import canonical_json
+    from vidsearch.evidence.manifest import canonical_json
 
     manifest = json.loads((out_dir / "manifest.json").read_bytes())
     manifest["review"] = review

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import IndexError_, UserError, first_line
+from vidsearch.errors import IndexError_, UserError, first_line, storage_error
 from vidsearch.index.channel import AliasView, Channel, ShardView
 from vidsearch.index.shards import SCHEMA_VERSION, IndexStore, model_slug
 
@@ -37,55 +37,71 @@ UPSERT_VIDEO = """INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), n
 KNOWN_FILES = """SELECT f.path, f.size, f.mtime_ns, v.video_id, v.duration, v.width, v.height, v.fps, v.codec, v.creation_time
    FROM files f JOIN videos v USING (video_id)"""
 REGISTER_MODEL = "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, now())"
-MARK_PENDING = """INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, now())
-   ON CONFLICT (chunk_id) DO NOTHING"""
+MARK_PENDING = """INSERT INTO chunks (chunk_id, video_id, model_id, start_s, end_s, sampling, status, updated_at)
+   VALUES (?, ?, ?, ?, ?, ?, 'pending', now()) ON CONFLICT (chunk_id) DO NOTHING"""
 UNSETTLED_SPECS = """SELECT c.video_id, coalesce(v.path, ''), c.start_s, c.end_s, c.sampling, c.model_id
-   FROM chunks c LEFT JOIN videos v USING (video_id) WHERE c.status <> 'done'"""
-DONE_CHUNK_IDS = "SELECT chunk_id FROM chunks JOIN _vids USING (video_id) WHERE status = 'done'"
+   FROM chunks c LEFT JOIN videos v USING (video_id) WHERE c.status NOT IN ('done', 'partial')"""
+DONE_CHUNK_IDS = "SELECT chunk_id FROM chunks JOIN _vids USING (video_id) WHERE status IN ('done', 'partial')"
 SETTLE_FILES = """UPDATE files SET status = s.state, error = s.err, updated_at = now()
    FROM (SELECT v.path,
                 CASE WHEN coalesce(c.pending, 0) > 0 THEN 'pending'
-                     WHEN coalesce(c.failed, 0) = 0 THEN 'indexed'
-                     WHEN c.done > 0 THEN 'partial' ELSE 'failed' END AS state,
+                     WHEN coalesce(c.failed, 0) = 0 AND coalesce(c.partial, 0) = 0 THEN 'indexed'
+                     WHEN c.done + c.partial > 0 THEN 'partial' ELSE 'failed' END AS state,
                 c.err
          FROM _settle v LEFT JOIN (
              SELECT video_id, count(*) FILTER (WHERE status = 'done') AS done,
+                    count(*) FILTER (WHERE status = 'partial') AS partial,
                     count(*) FILTER (WHERE status = 'failed') AS failed,
                     count(*) FILTER (WHERE status = 'pending') AS pending,
                     any_value(error) FILTER (WHERE status = 'failed') AS err
              FROM chunks WHERE list_contains(?, model_id) GROUP BY video_id
          ) c USING (video_id)) s
    WHERE files.path = s.path"""
+FILE_GAPS = """SELECT s.path, f.status, c.status, c.start_s, c.end_s, c.missing
+   FROM _settle s JOIN files f USING (path)
+   LEFT JOIN chunks c ON c.video_id = s.video_id AND c.status IN ('partial', 'failed') AND list_contains(?, c.model_id)"""
 VIDEO_PATHS = "SELECT video_id, path FROM videos"
 VIDEO_META = "SELECT video_id, path, duration, creation_time FROM videos"
 CHUNK_COUNT = "SELECT count(*) FROM chunks"
 DELETE_CHUNK = "DELETE FROM chunks WHERE chunk_id = ?"
 REQUEUE_FAILED = "UPDATE chunks SET status = 'pending', error = NULL, updated_at = now() WHERE chunk_id = ? AND status = 'failed'"
 SYNC_CHUNKS = """INSERT OR REPLACE INTO chunks
-   SELECT chunk_id, video_id, model_id, start_s, end_s, sampling, status, frames::INTEGER, shard, error, now()
+   (chunk_id, video_id, model_id, start_s, end_s, sampling, status, frames, shard, error, updated_at, covered_s, missing_s, missing)
+   SELECT chunk_id, video_id, model_id, start_s, end_s, sampling,
+          CASE WHEN status = 'done' AND coalesce(missing_s, 0) > 0 THEN 'partial' ELSE status END,
+          frames::INTEGER, shard, error, now(), covered_s, missing_s, missing
    FROM _markers"""
 MODELS_NEWEST_FIRST = "SELECT model_id, dim FROM models ORDER BY last_used DESC"
 MODEL_ROW = "SELECT name, info FROM models WHERE model_id = ?"
 MODEL_DIM = "SELECT dim FROM models WHERE model_id = ?"
 LATEST_MODEL = "SELECT model_id FROM models ORDER BY last_used DESC LIMIT 1"
 FRAMES_MODEL = "SELECT model_id FROM frames LIMIT 1"
-INDEXED_MODELS = "SELECT DISTINCT m.model_id, m.name FROM models m JOIN chunks c USING (model_id) WHERE c.status = 'done' ORDER BY 1"
+INDEXED_MODELS = "SELECT DISTINCT m.model_id, m.name FROM models m JOIN chunks c USING (model_id) WHERE c.status IN ('done', 'partial') ORDER BY 1"
 VIDEOS_DONE = """SELECT count(*), coalesce(sum(duration), 0) / 3600 FROM videos
-   WHERE video_id IN (SELECT video_id FROM chunks WHERE status = 'done')"""
-FRAMES_PER_MODEL = "SELECT model_id, coalesce(sum(frames), 0) FROM chunks WHERE status = 'done' GROUP BY model_id"
+   WHERE video_id IN (SELECT video_id FROM chunks WHERE status IN ('done', 'partial'))"""
+FRAMES_PER_MODEL = "SELECT model_id, coalesce(sum(frames), 0) FROM chunks WHERE status IN ('done', 'partial') GROUP BY model_id"
 CHUNKS_BY_STATUS = "SELECT status, count(*) FROM chunks GROUP BY status"
 FAILED_FILES = "SELECT path, error FROM files WHERE status = 'failed' ORDER BY path"
 FAILED_CHUNKS = """SELECT v.path, c.start_s, c.end_s, c.error FROM chunks c LEFT JOIN videos v USING (video_id)
    WHERE c.status = 'failed' ORDER BY v.path, c.start_s"""
 MODEL_FRAMES = """SELECT m.model_id, m.name, m.dim, sum(c.frames) FROM models m
-   LEFT JOIN chunks c ON c.model_id = m.model_id AND c.status = 'done'
+   LEFT JOIN chunks c ON c.model_id = m.model_id AND c.status IN ('done', 'partial')
    GROUP BY ALL ORDER BY m.model_id"""
 PER_VIDEO = """SELECT v.path, v.duration,
           count(*) FILTER (WHERE c.status = 'done'),
           count(*) FILTER (WHERE c.status = 'pending'),
-          count(*) FILTER (WHERE c.status = 'failed')
+          count(*) FILTER (WHERE c.status = 'failed'),
+          count(*) FILTER (WHERE c.status = 'partial'),
+          coalesce(sum(c.missing_s) FILTER (WHERE c.status = 'partial'), 0)
    FROM videos v JOIN chunks c USING (video_id) GROUP BY ALL ORDER BY v.path"""
-MARKER_COLUMNS = ("chunk_id", "video_id", "model_id", "start_s", "end_s", "sampling", "status", "frames", "shard", "error")
+PARTIAL_CHUNKS = """SELECT v.path, c.model_id, c.start_s, c.end_s, c.covered_s, c.missing_s, c.missing
+   FROM chunks c LEFT JOIN videos v USING (video_id) WHERE c.status = 'partial' ORDER BY v.path, c.model_id, c.start_s"""
+MARKER_COLUMNS = ("chunk_id", "video_id", "model_id", "start_s", "end_s", "sampling", "status", "frames", "shard", "error",
+                  "covered_s", "missing_s", "missing")
+
+
+def _float_or_none(v) -> float | None:
+    return None if v is None else float(v)
 
 
 def frames_model_id(con) -> str | None:
@@ -172,23 +188,43 @@ def _batch_schema(table: str):
     return pa.schema(cols)
 
 
+#: how long opening the catalog waits for another process's brief hold on it (DuckDB: one process at a time)
+BUSY_WAIT_S = 15.0
+
+
+def _connect(store: IndexStore, read_only: bool):
+    """A DuckDB connection to the catalog. An ingest holds the file only while it records files or
+    settles chunks, so a query or ``status`` meeting that hold waits for it (up to ``BUSY_WAIT_S``)."""
+    import duckdb
+
+    config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPAT}
+    deadline = time.monotonic() + BUSY_WAIT_S
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(store.catalog_path), read_only=read_only, config=config)
+        except duckdb.IOException as e:
+            text = str(e).splitlines()[0]
+            fault = storage_error(e, store.catalog_path)
+            if fault is not None:
+                raise fault from None
+            if "lock" not in text.lower() or time.monotonic() > deadline:
+                raise IndexError_(f"cannot open {store.catalog_path}: {text} (is another ingest running?)") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
 class Catalog:
     """The DuckDB catalog. Open it briefly (``with Catalog(store) as cat:``): DuckDB allows one writer."""
 
     def __init__(self, store: IndexStore, read_only: bool = False):
-        import duckdb
-
         self.store = store
         self.read_only = read_only
         self._buffer: dict[str, dict] | None = None  # rows waiting to be written (see batch())
         if read_only and not store.catalog_path.exists():
             raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
         store.root.mkdir(parents=True, exist_ok=True)
-        try:
-            config = {} if read_only else {"storage_compatibility_version": STORAGE_COMPAT}
-            self.con = duckdb.connect(str(store.catalog_path), read_only=read_only, config=config)
-        except duckdb.IOException as e:
-            raise IndexError_(f"cannot open {store.catalog_path}: {str(e).splitlines()[0]} (is another ingest running?)") from None
+        self.con = _connect(store, read_only)
         if not read_only:
             self.con.execute(DDL)
             self.con.execute(SET_SCHEMA_VERSION, [str(SCHEMA_VERSION)])
@@ -334,6 +370,24 @@ class Catalog:
         with self._registered("_settle", pa.table({"video_id": list(videos), "path": list(videos.values())})):
             self.con.execute(SETTLE_FILES, [list(model_ids)])
 
+    def file_gaps(self, videos: dict[str, str], model_ids: Iterable[str]) -> dict[str, tuple[str, list[tuple[float, float]]]]:
+        """``path -> (file status, stretches without frames)`` of ``videos`` (video_id -> path), from
+        their chunks of ``model_ids``: a partial chunk's missing stretches, a failed chunk's span."""
+        import pyarrow as pa
+
+        out: dict[str, tuple[str, list]] = {}
+        if not videos:
+            return out
+        with self._registered("_settle", pa.table({"video_id": list(videos), "path": list(videos.values())})):
+            rows = self.con.execute(FILE_GAPS, [list(model_ids)]).fetchall()
+        for path, fstatus, cstatus, start, end, missing in rows:
+            gaps = out.setdefault(path, (fstatus, []))[1]
+            if cstatus == "failed":
+                gaps.append((start, end))
+            elif cstatus == "partial":
+                gaps.extend(tuple(g) for g in json.loads(missing or "[]"))
+        return out
+
     # -- sync from shards -----------------------------------------------------------------
     def sync(self, specs: Iterable[ChunkSpec] | None = None, channels: Sequence[Channel] = ()) -> dict[str, int]:
         """Refresh ``chunks`` from the markers on disk and (re)create the views of ``channels``.
@@ -353,6 +407,8 @@ class Catalog:
             rows[cid] = (
                 cid, r["video_id"], r["model_id"], float(r["start"]), float(r["end"]), r["sampling"],
                 kind, r.get("frames"), r.get("shard"), r.get("error"),
+                _float_or_none(r.get("covered_s")), _float_or_none(r.get("missing_s")),
+                json.dumps(r["missing"]) if r.get("missing") else None,
             )
         counts = {"done": 0, "failed": 0}
         if rows:
@@ -391,7 +447,7 @@ class Catalog:
 
     # -- reporting -------------------------------------------------------------------------
     def summary(self, channels: Sequence[Channel] = ()) -> dict[str, Any]:
-        """What ``vidsearch status`` reports. Done frames add up under the ``report_key`` of the
+        """What ``vidsearch status`` reports (a partial chunk: done, with stretches its frames do not cover). Done frames add up under the ``report_key`` of the
         first of ``channels`` that owns their model id, else under ``frames``."""
         q = self.con.execute
         videos, hours = q(VIDEOS_DONE).fetchone()
@@ -405,13 +461,17 @@ class Catalog:
             "videos": videos,
             "hours": round(hours, 3),
             **frames,
-            "chunks": {s: by_status.get(s, 0) for s in ("done", "pending", "failed")},
+            "chunks": {s: by_status.get(s, 0) for s in ("done", "pending", "failed", "partial")},
             "models": [{"model_id": m, "name": n, "dim": d, "frames": f or 0} for m, n, d, f in q(MODEL_FRAMES).fetchall()],
             "failed_files": [{"path": p, "error": e} for p, e in q(FAILED_FILES).fetchall()],
             "failed_chunks": [{"path": p, "start": s, "end": e, "error": err} for p, s, e, err in q(FAILED_CHUNKS).fetchall()],
+            "partial_chunks": [
+                {"path": p, "model_id": m, "start": s, "end": e, "covered_s": c, "missing_s": ms, "missing": json.loads(gaps or "[]")}
+                for p, m, s, e, c, ms, gaps in q(PARTIAL_CHUNKS).fetchall()
+            ],
             "per_video": [
-                {"path": p, "duration": d, "done": dn, "pending": pe, "failed": fa}
-                for p, d, dn, pe, fa in q(PER_VIDEO).fetchall()
+                {"path": p, "duration": d, "done": dn, "pending": pe, "failed": fa, "partial": pa, "missing_s": round(ms, 3)}
+                for p, d, dn, pe, fa, pa, ms in q(PER_VIDEO).fetchall()
             ],
         }
 

@@ -29,6 +29,11 @@ other settings, a removed video) triggers a *full rebuild* into a new generation
 directory modified within ``RACY_NS`` of a scan is recorded as unknown and listed again next
 time (mtimes have coarse granularity; this is git's "racy" rule).
 
+**Damaged shards.** A shard whose size, row count or SHA-256 differs from what its marker
+recorded (:func:`~vidsearch.index.shards.shard_problem`) is left out with one warning naming it;
+the manifest's ``damaged`` (key -> frames) says so to every query (:attr:`MatrixRows.damaged`)
+until ``vidsearch status --verify`` marks the chunk for re-indexing and an ingest redoes it.
+
 **Atomicity.** Appends write past the manifest's row count (readers map exactly ``rows``),
 fsync, write a new shard table, then replace ``manifest.json``; leftovers of a crashed append
 are truncated by the next writer. A rebuild writes a new generation and removes the old files
@@ -48,7 +53,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from vidsearch.errors import first_line
-from vidsearch.index.shards import IndexStore, model_slug, write_json_atomic
+from vidsearch.index.shards import IndexStore, model_slug, read_marker, shard_problem, write_json_atomic
 from vidsearch.settings import current
 
 log = logging.getLogger(__name__)
@@ -317,7 +322,7 @@ class MatrixCache:
         rows, dim, gen, dtype = int(m["rows"]), int(m["dim"]), int(m["gen"]), m["dtype"]
         videos = list(m["videos"])
         if rows == 0 or dim == 0:
-            return MatrixRows([], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32))
+            return MatrixRows([], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32), None, self._damaged(m))
         emb = np.memmap(self._emb_path(gen, dtype), dtype=np.dtype(dtype), mode="r", shape=(rows, dim))
         pts = np.fromfile(self._pts_path(gen), dtype=np.float64, count=rows)
         codes = np.fromfile(self._codes_path(gen), dtype=np.int32, count=rows)
@@ -327,7 +332,11 @@ class MatrixCache:
         for code, r0, n in m["segments"]:
             groups.setdefault(int(code), []).append(np.arange(r0, r0 + n, dtype=np.int64))
         rows_by_video = {c: (g[0] if len(g) == 1 else np.concatenate(g)) for c, g in groups.items()}
-        return MatrixRows(videos, codes, pts, emb, rows_by_video)
+        return MatrixRows(videos, codes, pts, emb, rows_by_video, self._damaged(m))
+
+    def _damaged(self, m: dict) -> dict[str, int]:
+        """The manifest's damaged shards as ``{shard path: frames left out}``."""
+        return {str(self.base / f"{key}.parquet"): int(n) for key, n in (m.get("damaged") or {}).items()}
 
     # -- writing ---------------------------------------------------------------------------
     def refresh(self) -> dict:
@@ -355,6 +364,8 @@ class MatrixCache:
             if any(d not in dirs and by_dir.get(d) for d in recorded):
                 return self._rebuild(dirs, scan_start)  # a video directory with rows disappeared
             new: dict[str, tuple[int, int]] = {}
+            damaged = {k: n for k, n in (manifest.get("damaged") or {}).items()
+                       if recorded.get(k.rsplit("/", 1)[0], -1) == dirs.get(k.rsplit("/", 1)[0])}
             for d, mtime in dirs.items():
                 if recorded.get(d, -1) == mtime:
                     continue
@@ -363,7 +374,7 @@ class MatrixCache:
                     if markers.get(key) != tuple(table[key][2:4]):
                         return self._rebuild(dirs, scan_start)  # a shard was rewritten or removed
                 new.update({k: v for k, v in markers.items() if k not in table})
-            return self._append(manifest, table, new, dirs, scan_start)
+            return self._append(manifest, table, new, dirs, scan_start, damaged)
 
     def _read_table(self, manifest: dict) -> dict[str, list] | None:
         try:
@@ -386,8 +397,10 @@ class MatrixCache:
         return manifest
 
     def _append(self, manifest: dict, table: dict[str, list], new: dict[str, tuple[int, int]],
-                dirs: dict[str, int], scan_start: int) -> dict:
-        """Append the rows of the ``new`` markers; then commit a manifest (and shard table)."""
+                dirs: dict[str, int], scan_start: int, damaged: dict[str, int] | None = None) -> dict:
+        """Append the rows of the ``new`` markers; then commit a manifest (and shard table).
+        ``damaged``: shards left out before, still left out (their directories did not change)."""
+        damaged = dict(damaged or {})
         gen, dtype = int(manifest["gen"]), manifest["dtype"]
         rows, dim = int(manifest["rows"]), int(manifest["dim"])
         videos: list[str] = list(manifest["videos"])
@@ -398,7 +411,8 @@ class MatrixCache:
             # in video order, then time order: a full build lays out each video contiguously
             for key in sorted(new, key=_key_order):
                 shard = self._read_shard(key, dim)
-                if shard is None:
+                if isinstance(shard, int):  # damaged: left out
+                    damaged[key] = shard
                     continue
                 vid, start, pts, emb = shard
                 code = -1
@@ -413,29 +427,36 @@ class MatrixCache:
         out = {
             "format": FORMAT, "model_id": self.model_id, "dtype": dtype, "gen": gen, "rows": rows, "dim": dim,
             "videos": videos, "segments": _segments(table), "dirs": record_dirs(dirs, scan_start),
-            "shards_file": f"shards-{gen}-{rows}.json", "updated_at": time.time(),
+            "shards_file": f"shards-{gen}-{rows}.json", "updated_at": time.time(), "damaged": damaged,
         }
         self._commit(out, table)
         self.last_action = "append" if new else "settle"
         self.last_appended = len(new)
         return out
 
-    def _read_shard(self, key: str, dim: int) -> tuple[str, float, np.ndarray, np.ndarray] | None:
+    def _read_shard(self, key: str, dim: int) -> tuple[str, float, np.ndarray, np.ndarray] | int:
         """(video id, chunk start, pts, embeddings) of the chunk whose marker is ``key``, rows in time
-        order; None (logged) when its shard cannot be read."""
+        order; the number of frames left out (logged in one line) when its shard is damaged."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         rel_dir, name = key.rsplit("/", 1)
         d = self.base / rel_dir
+        marker = read_marker(d / f"{name}.done") or {}
+        shard = d / str(marker.get("shard") or f"{name}.parquet")
         try:
-            vid, start, shard = _shard_of(d, name)
-            with pa.memory_map(str(d / shard)) as src:  # ~3x faster than pq.read_table for small files
-                t = pq.ParquetFile(src).read(columns=["pts", "embedding"], use_threads=False)
+            vid, start = str(marker.get("video_id") or d.name), float(marker.get("start", 0.0))
+            with pa.memory_map(str(shard)) as src:  # ~3x faster than pq.read_table for small files
+                data = src.read_buffer()
+                problem = shard_problem(shard, marker, data=data)  # its bytes are read anyway: hash them
+                if problem is None:
+                    t = pq.ParquetFile(pa.BufferReader(data)).read(columns=["pts", "embedding"], use_threads=False)
         except (OSError, ValueError) as e:
-            # a marker without a readable shard: leave it out (listed again when its directory changes)
-            log.warning("search matrix: skipping %s (%s)", d / name, first_line(e))
-            return None
+            problem = f"unreadable ({first_line(e)})"
+        if problem is not None:
+            frames = int(marker.get("frames") or marker.get("rows") or 0)
+            log.info("damaged shard %s: %s; its %d frames are left out", shard, problem, frames)
+            return frames
         n = t.num_rows
         if not n:
             return vid, start, np.zeros(0), np.zeros((0, dim), np.float32)
@@ -475,6 +496,7 @@ class MatrixRows(NamedTuple):
     pts: np.ndarray  # float64 [N]
     emb: np.ndarray  # [N, dim], memory-mapped
     video_rows: dict[int, np.ndarray] | None = None  # each video's rows in time order
+    damaged: dict[str, int] | None = None  # damaged shards left out: shard path -> frames
 
 
 class _RowWriter:
@@ -526,19 +548,6 @@ class _RowWriter:
     def _close(self) -> None:
         for f in self.files:
             f.close()
-
-
-def _shard_of(d: Path, name: str) -> tuple[str, float, str]:
-    """(video id, chunk start, shard file) of the chunk whose marker is ``d/name.done``.
-
-    Shards are named after their chunk (``store.shard_path``: ``<start ms>-<end ms>-<sampling>``)
-    in their video's directory, so the marker is read only when a name does not follow that.
-    """
-    head = name.split("-", 1)[0]
-    if head.isdigit() and (d / f"{name}.parquet").exists():
-        return d.name, int(head) / 1000.0, f"{name}.parquet"
-    marker = json.loads((d / f"{name}.done").read_text())
-    return str(marker.get("video_id") or d.name), float(marker.get("start", 0.0)), str(marker.get("shard") or f"{name}.parquet")
 
 
 def _key_order(key: str) -> tuple[str, str]:

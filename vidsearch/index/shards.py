@@ -6,16 +6,19 @@ Index directory layout::
     shards/<model>/<vid[:2]>/<vid>/<chunk>.parquet   one shard per chunk: the embeddings
     shards/<model>/<vid[:2]>/<vid>/<chunk>.done      marker, written after the shard (JSON)
     shards/<model>/<vid[:2]>/<vid>/<chunk>.failed    why the chunk failed (JSON), if it did
+    shards/<model>/<vid[:2]>/<vid>/<chunk>.parquet.damaged  a shard `status --verify` found damaged
     matrix/<model>/                              query-side copies (vidsearch.index.matrix, vidsearch.ocr.textcache)
 
 A shard is written to a temporary name and renamed into place; only then is its ``.done``
 marker written. A chunk is done exactly when its marker exists, so an interrupted ingest
 loses nothing that was marked, and a re-run (or a redelivered Celery task) overwrites the
-same shard name instead of adding rows. The shards are the source of truth; the catalog
+same shard name instead of adding rows. The marker records the shard's size, row count and
+SHA-256, so a reader can tell a damaged shard (:func:`shard_problem`). The shards are the source of truth; the catalog
 (:mod:`vidsearch.index.catalog`) is refreshed from them and can always be rebuilt.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -94,6 +97,41 @@ def read_marker(path: str | os.PathLike) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
+def sha256_bytes(data) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def shard_problem(path: str | os.PathLike, marker: dict, data=None, full: bool = False) -> str | None:
+    """Why the shard at ``path`` does not match what its ``.done`` marker recorded; None when it does.
+
+    Always checked: the file is there, has the recorded size, and its Parquet footer the recorded
+    row count. The SHA-256 too when the file's bytes are given (``data``: a reader has them
+    anyway) or ``full``. A marker written before these were recorded is checked for what it has.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if marker.get("bytes") is not None and size != int(marker["bytes"]):
+            return f"{size} bytes, the marker says {marker['bytes']}"
+        if data is None and full:
+            data = path.read_bytes()
+        if data is not None and marker.get("sha256") and sha256_bytes(data) != marker["sha256"]:
+            return "its SHA-256 differs from the one recorded when it was written"
+        meta = pq.ParquetFile(pa.BufferReader(data) if data is not None else str(path)).metadata
+    except FileNotFoundError:
+        return "the shard file is missing"
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        return f"unreadable ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+    if marker.get("rows") is not None and meta.num_rows != int(marker["rows"]):
+        return f"{meta.num_rows} rows, the marker says {marker['rows']}"
+    return None
+
+
 class IndexStore:
     """The shard side of an index directory (safe to use from many processes and machines)."""
 
@@ -165,15 +203,17 @@ class IndexStore:
             pq.write_table(table, tmp, use_dictionary=False, row_group_size=ROW_GROUP, compression=compression)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+                data = f.read()  # just written: from the page cache
             os.replace(tmp, final)
         except BaseException:  # Ctrl-C or a full disk mid-write: leave no temp file behind
             tmp.unlink(missing_ok=True)
             raise
         marker = {
             "chunk_id": spec.chunk_id, **spec.to_dict(), "shard": final.name, "written_at": time.time(),
-            **(extra or {}),
+            **(extra or {}), "rows": table.num_rows, "bytes": len(data), "sha256": sha256_bytes(data),
         }
         self.failed_path(spec).unlink(missing_ok=True)
+        d.joinpath(f"{final.name}.damaged").unlink(missing_ok=True)
         write_json_atomic(self.marker_path(spec), marker)
         return marker
 
@@ -183,6 +223,26 @@ class IndexStore:
         rec = {"chunk_id": spec.chunk_id, **spec.to_dict(), "error": error, "failed_at": time.time()}
         write_json_atomic(self.failed_path(spec), rec)
         return rec
+
+    def quarantine(self, rec: dict, reason: str) -> str:
+        """Mark a done chunk whose shard is damaged for redoing: the shard is renamed
+        ``<shard>.damaged`` (out of every reader's way), a ``.failed`` marker says why, the ``.done``
+        marker goes; the next ingest redoes the chunk. Returns the one-line error recorded."""
+        spec = ChunkSpec.from_dict(rec)
+        shard = Path(rec["_dir"]) / rec.get("shard", self.shard_path(spec).name)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(shard, shard.with_name(f"{shard.name}.damaged"))
+        error = f"{shard}: damaged shard ({reason}); the next ingest re-indexes this chunk"
+        self.write_failed(spec, error)
+        self.marker_path(spec).unlink(missing_ok=True)
+        return error
+
+    def verify(self) -> Iterator[tuple[dict, str | None]]:
+        """``(done marker, problem or None)`` of every done chunk, its shard checked in full
+        (size, rows, SHA-256: see :func:`shard_problem`)."""
+        for kind, rec in self.iter_records():
+            if kind == "done":
+                yield rec, shard_problem(Path(rec["_dir"]) / rec.get("shard", ""), rec, full=True)
 
     def remove_chunk(self, spec: ChunkSpec) -> None:
         for p in (self.marker_path(spec), self.shard_path(spec), self.failed_path(spec)):
@@ -243,6 +303,11 @@ class IndexStore:
             if kind == "done":
                 out.append(Path(rec["_dir"]) / rec["shard"])
         return sorted(out)
+
+    def done_shard_markers(self, model_id: str) -> list[tuple[Path, dict]]:
+        """``(shard path, done marker)`` of every done chunk of ``model_id``, by path."""
+        out = [(Path(rec["_dir"]) / rec["shard"], rec) for kind, rec in self.iter_records(model_id) if kind == "done"]
+        return sorted(out, key=lambda pr: pr[0])
 
     def shard_glob(self, model_id_or_slug: str) -> str:
         """The glob of every shard of a model (or channel) id or its slug (a slug is its own slug)."""

@@ -11,6 +11,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from vidsearch.core.coverage import chunk_coverage
 from vidsearch.core.plan import ChunkSpec, Sampling, plan_video
 from vidsearch.core.preprocess import center_crop, to_tensor
 from vidsearch.errors import UserError, VideoError
@@ -18,7 +19,7 @@ from vidsearch.index import matrix
 from vidsearch.index.channel import AliasView, ShardView, View
 from vidsearch.index.shards import IndexStore, frames_schema, model_slug
 from vidsearch.media.prefetch import Prefetch, prefetch
-from vidsearch.media.video import iter_frames
+from vidsearch.media.video import DecodeReport, iter_frames
 from vidsearch.models.contract import ModelInfo
 
 
@@ -28,10 +29,10 @@ class ImageEncoder(Protocol):
     def encode_images(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
-def sampled_crops(spec: ChunkSpec, info: ModelInfo) -> Iterator[tuple[float, np.ndarray]]:
-    """(pts, square uint8 crop) for every sampled frame of the chunk."""
+def sampled_crops(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """(pts, square uint8 crop) for every sampled frame of the chunk (damaged packets: see ``report``)."""
     sampling = Sampling.parse(spec.sampling)
-    for t, img in iter_frames(spec.path, spec.start, spec.end, sampling, info.image_size):
+    for t, img in iter_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
         yield t, center_crop(img, info.image_size)
 
 
@@ -56,8 +57,19 @@ def embed_frames(
 
 
 def start_decoding(spec: ChunkSpec, info: ModelInfo, batch_size: int = 32) -> Prefetch:
-    """Start decoding a chunk's sampled frames in a thread now (at most two batches wait)."""
-    return prefetch(sampled_crops(spec, info), batch_size * 2)
+    """Start decoding a chunk's sampled frames in a thread now (at most two batches wait); the
+    returned object's ``report`` is the decoding's :class:`DecodeReport`."""
+    report = DecodeReport()
+    frames = prefetch(sampled_crops(spec, info, report), batch_size * 2)
+    frames.report = report
+    return frames
+
+
+def coverage_fields(spec: ChunkSpec, pts, report: DecodeReport | None) -> dict:
+    """The marker fields saying how much of the chunk its frames cover (see :mod:`vidsearch.core.coverage`)."""
+    sampling = Sampling.parse(spec.sampling)
+    report = report or DecodeReport()
+    return chunk_coverage(spec.start, spec.end, sampling.mode, sampling.fps, pts, report.frame_interval, report.errors)
 
 
 def embed_chunk(
@@ -91,7 +103,8 @@ def embed_chunk(
         err = VideoError(f"{spec.path}: no frames could be decoded between {spec.start:.0f}s and {spec.end:.0f}s (truncated or corrupt?)")
         store.write_failed(spec, str(err))
         raise err
-    return store.write_shard(spec, pts, emb, extra={"seconds": round(time.perf_counter() - t0, 4)})
+    extra = {"seconds": round(time.perf_counter() - t0, 4), **coverage_fields(spec, pts, getattr(frames, "report", None))}
+    return store.write_shard(spec, pts, emb, extra=extra)
 
 
 class ImageChannel:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import UserError, one_line
+from vidsearch.errors import UserError, one_line, storage_error
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.channels import channel_for
 from vidsearch.ingest.plan import Failure, IngestPlan
@@ -58,6 +58,9 @@ class LocalBackend:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:  # an unexpected bug must not stop the batch: record it and go on
+            fault = storage_error(e, store.chunk_dir(spec))
+            if fault is not None:  # a full or read-only disk fails every chunk alike: stop, in one line
+                raise fault from None
             log.debug("chunk %s failed", spec.chunk_id, exc_info=True)
             msg = f"{spec.path}: {one_line(e)}"
             store.write_failed(spec, msg)

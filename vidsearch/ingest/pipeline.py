@@ -11,12 +11,13 @@ import time
 from typing import Callable, Protocol, Sequence
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import one_line
+from vidsearch.errors import disk_faults, one_line, storage_error
 from vidsearch.index.catalog import Catalog
+from vidsearch.index.lock import writer_lock
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.channels import channel_for, sync_catalog
 from vidsearch.ingest.plan import IngestOptions, IngestPlan, prepare
-from vidsearch.ingest.report import IngestReport
+from vidsearch.ingest.report import IngestReport, count_files
 from vidsearch.models.contract import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,16 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
             cat.forget_chunks(r["chunk_id"] for r in plan.stale)
         sync_catalog(cat, [*plan.todo, *plan.unsynced])  # the markers this run (or a killed one) wrote, not the whole index
         cat.settle_files(plan.videos, plan.model_ids)
+        count_files(report, cat.file_gaps(plan.videos, plan.model_ids), {f.path for f in plan.failures if f.start is None})
     if complete and report.model_id:
         # bring the query-side copies up to date now (only what changed) so the next query does not pay
         try:
             for model_id in plan.model_ids:
                 channel_for(model_id).refresh(store, model_id)
         except Exception as e:  # noqa: BLE001 - the query rebuilds them; the ingest itself succeeded
+            fault = storage_error(e, store.root / "matrix")
+            if fault is not None:  # the next query could not write them either
+                raise fault from None
             log.warning("query-side copies not updated (%s); the next query will update them", one_line(e))
 
 
@@ -62,9 +67,15 @@ def ingest(
     progress: Callable[[ChunkSpec, dict | None], None] | None = None,
     on_plan: Callable[[IngestPlan], None] | None = None,
 ) -> IngestReport:
-    options = options or IngestOptions()
+    with writer_lock(store.root, "vidsearch ingest"):  # one writer per index: a second ingest stops, naming this one
+        return _ingest(roots, store, model, backend, options or IngestOptions(), progress, on_plan)
+
+
+def _ingest(roots, store: IndexStore, model: ModelInfo, backend: Backend, options: IngestOptions,
+            progress, on_plan) -> IngestReport:
     t0 = time.perf_counter()
-    plan = prepare(store, roots, model, options)
+    with disk_faults(store.catalog_path):  # a full or read-only disk under the catalog: one line
+        plan = prepare(store, roots, model, options)
     report = IngestReport(
         files_seen=plan.files_seen, videos=len(plan.videos), chunks_skipped=plan.skipped,
         failures=list(plan.failures), model_id=model.model_id, backend=backend.name,
@@ -73,9 +84,16 @@ def ingest(
         on_plan(plan)
     try:
         backend.run(plan, store, report, progress or (lambda spec, marker: None))
-    finally:
-        # Even on Ctrl-C: what was written is marked; make the catalog reflect it.
-        complete = report.chunks_done + report.chunks_failed + report.pending >= len(plan.todo)
+    except BaseException:
+        # Even on Ctrl-C or a full disk: what was written is marked; make the catalog reflect it
+        # if it still can (the next run does otherwise). The first error is the one reported.
+        try:
+            finish(store, plan, report, complete=False)
+        except Exception as e:  # noqa: BLE001
+            log.debug("catalog not updated after the error (%s); the next run records the chunks", one_line(e))
+        raise
+    complete = report.chunks_done + report.chunks_failed + report.pending >= len(plan.todo)
+    with disk_faults(store.root):
         finish(store, plan, report, complete=complete)
-        report.wall_s = round(time.perf_counter() - t0, 3)
+    report.wall_s = round(time.perf_counter() - t0, 3)
     return report

@@ -29,6 +29,21 @@ class IngestReport:
     providers: list[str] = dataclasses.field(default_factory=list)
     backend: str = "local"
     pending: int = 0
+    #: files by outcome once the run is over: every chunk done and whole / some stretch without
+    #: frames (damaged or truncated video, failed chunks) / nothing indexed (see ``partial_files``)
+    files_indexed: int = 0
+    files_partial: int = 0
+    files_failed: int = 0
+    #: ``{"path", "missing_s", "missing": [[start, end], ...]}`` of each partial file
+    partial_files: list[dict] = dataclasses.field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """The documented exit status of ``vidsearch ingest``: 0 every file indexed whole (or queued),
+        1 nothing indexed and something failed, 3 some file failed or is partial."""
+        if self.failures and not (self.chunks_done or self.chunks_skipped or self.pending):
+            return 1
+        return 3 if (self.files_failed or self.files_partial or self.failures) else 0
 
     def to_dict(self) -> dict:
         """JSON-ready; each channel's frames under its own key, after ``frames``."""
@@ -41,6 +56,25 @@ class IngestReport:
             if k == "frames":
                 out.update(extra)
         return out
+
+
+def count_files(report: IngestReport, states: dict[str, tuple[str, list]], failed_paths: set[str]) -> None:
+    """Settle the file counts from :meth:`Catalog.file_gaps` and the files that failed before
+    planning (``failed_paths``)."""
+    from vidsearch.core.coverage import union
+
+    report.files_failed = len(failed_paths - states.keys())
+    report.partial_files = []
+    for path, (status, gaps) in sorted(states.items()):
+        if status == "failed":
+            report.files_failed += 1
+        elif status == "partial" or gaps:
+            stretches = union(gaps)
+            report.partial_files.append({"path": path, "missing_s": round(sum(b - a for a, b in stretches), 3),
+                                         "missing": [list(g) for g in stretches]})
+        elif status == "indexed":
+            report.files_indexed += 1
+    report.files_partial = len(report.partial_files)
 
 
 def count_chunk(report: IngestReport, spec: ChunkSpec, marker: dict) -> None:

@@ -87,22 +87,26 @@ def _copy_clip(src: str, start: float, end: float, target: Path) -> Clip:
     return Clip(target, "stream-copy", first_t, last_t, n)
 
 
-def _reencode_clip(src: str, start: float, end: float, target: Path) -> Clip:
+def _reencode_clip(src: str, start: float, end: float, target: Path, browser: bool = False) -> Clip:
+    """``[start, end)`` decoded and re-encoded to H.264. ``browser``: a fast preset, the index at the
+    front (a browser starts playing at once) and time 0 at ``start`` rather than at the first frame."""
     import av
 
     with av.open(src, metadata_errors="ignore") as inp:
         ist = inp.streams.video[0]
+        ist.thread_type = "AUTO"
         rate = ist.average_rate or ist.guessed_rate or fractions.Fraction(25)
         seek_before(inp, ist, start)
         n = 0
         first_t = last_t = None
-        with av.open(str(target), "w") as out:
-            ost = _h264_stream(out, ist, rate)
+        opts = {"format": "mp4", "options": {"movflags": "+faststart"}} if browser else {}
+        with av.open(str(target), "w", **opts) as out:
+            ost = _h264_stream(out, ist, rate, fast=browser)
             for t, frame in frames_between(inp.decode(ist), ist, start, end):
                 first_t = t if first_t is None else first_t
                 last_t = t + 1 / float(rate)
                 f = frame.reformat(width=ost.width, height=ost.height, format="yuv420p")
-                f.pts = int(round((t - first_t) * float(rate)))
+                f.pts = int(round((t - (start if browser else first_t)) * float(rate)))
                 for p in ost.encode(f):
                     out.mux(p)
                 n += 1
@@ -113,12 +117,12 @@ def _reencode_clip(src: str, start: float, end: float, target: Path) -> Clip:
     return Clip(target, "re-encode", first_t, last_t, n)
 
 
-def _h264_stream(out, ist, rate):
+def _h264_stream(out, ist, rate, fast: bool = False):
     """An H.264 output stream at ``rate`` with the input's size (rounded down to even)."""
     ost = out.add_stream("libx264", rate=rate)
     ost.width = max(2, ist.codec_context.width // 2 * 2)
     ost.height = max(2, ist.codec_context.height // 2 * 2)
     ost.pix_fmt = "yuv420p"
     ost.time_base = 1 / fractions.Fraction(rate)
-    ost.options = {"preset": "veryfast", "crf": "18"}
+    ost.options = {"preset": "ultrafast", "crf": "20"} if fast else {"preset": "veryfast", "crf": "18"}
     return ost

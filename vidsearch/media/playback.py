@@ -2,12 +2,12 @@
 range requests), and an on-the-fly H.264 transcode of one time range for all the others."""
 from __future__ import annotations
 
-import fractions
 import hashlib
 import os
 from pathlib import Path
 
-from vidsearch.errors import VideoError
+from vidsearch.errors import VideoError, first_line
+from vidsearch.media.clips import _reencode_clip
 
 #: container family -> (video codecs, audio codecs) that Chromium / Firefox play natively
 BROWSER_CODECS = {
@@ -50,47 +50,12 @@ def transcode_range(src: str | os.PathLike, start: float, end: float, target: Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".part{os.getpid()}.mp4")
     try:
-        n = _encode(str(src), start, end, tmp)
+        _reencode_clip(str(src), start, end, tmp, browser=True)  # VideoError when no frame is in range
+    except VideoError:
+        tmp.unlink(missing_ok=True)
+        raise
     except (av.FFmpegError, OSError, IndexError, ValueError) as e:
         tmp.unlink(missing_ok=True)
-        raise VideoError(f"{src}: cannot transcode {start:.1f}-{end:.1f}s ({str(e).splitlines()[0] if str(e) else e})") from None
-    if n == 0:
-        tmp.unlink(missing_ok=True)
-        raise VideoError(f"{src}: no frames between {start:.1f}s and {end:.1f}s")
+        raise VideoError(f"{src}: cannot transcode {start:.1f}-{end:.1f}s ({first_line(e)})") from None
     os.replace(tmp, target)
     return target
-
-
-def _encode(src: str, start: float, end: float, target: Path) -> int:
-    import av
-
-    with av.open(src, metadata_errors="ignore") as inp:
-        ist = inp.streams.video[0]
-        ist.thread_type = "AUTO"
-        tb, s0 = ist.time_base, ist.start_time or 0
-        rate = ist.average_rate or ist.guessed_rate or fractions.Fraction(25)
-        if start > 0:
-            inp.seek(int(start / tb) + s0, stream=ist, backward=True)
-        n = 0
-        with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            ost = out.add_stream("libx264", rate=rate)
-            ost.width, ost.height = max(2, ist.codec_context.width // 2 * 2), max(2, ist.codec_context.height // 2 * 2)
-            ost.pix_fmt = "yuv420p"
-            ost.time_base = 1 / fractions.Fraction(rate)
-            ost.options = {"preset": "ultrafast", "crf": "20"}
-            for frame in inp.decode(ist):
-                if frame.pts is None:
-                    continue
-                t = float((frame.pts - s0) * tb)
-                if t < start - 1e-6:
-                    continue
-                if t >= end - 1e-6:
-                    break
-                f = frame.reformat(width=ost.width, height=ost.height, format="yuv420p")
-                f.pts = int(round((t - start) * float(rate)))
-                for p in ost.encode(f):
-                    out.mux(p)
-                n += 1
-            for p in ost.encode():
-                out.mux(p)
-    return n

@@ -1,7 +1,8 @@
 """PyAV adapter: probe a file, lazily yield sampled frames of a time range, read one frame.
 
 Frames come out already resized by swscale (``frame.reformat``), as uint8 RGB arrays.
-Every PyAV/FFmpeg failure becomes a one-line :class:`VideoError`.
+Every PyAV/FFmpeg failure becomes a one-line :class:`VideoError`; a damaged packet is skipped and
+decoding goes on with the next one (:class:`DecodeReport` says what was skipped).
 """
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ class VideoInfo:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class DecodeReport:
+    """What :func:`iter_frames` met on the way: the source's frame interval and damaged packets."""
+
+    frame_interval: float | None = None  # seconds between source frames (1 / average rate), if known
+    errors: int = 0  # packets the decoder (or demuxer) rejected
+    first_error: str | None = None
+
+    def note(self, e: Exception) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = _av_error_text(e)
 
 
 def _av_error_text(e: Exception) -> str:
@@ -127,6 +142,7 @@ def iter_frames(
     size: int,
     threads: str = "AUTO",
     skip_unneeded: bool = True,
+    report: DecodeReport | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(pts_seconds, rgb uint8 array)`` sampled from ``[start, end)``, lazily.
 
@@ -134,6 +150,8 @@ def iter_frames(
     first frame at or after each grid time ``k / fps`` is taken; in keyframes mode every
     keyframe is (and non-key frames are not even decoded). In fps mode, packets no sampled
     frame depends on are not decoded either (``skip_unneeded``, see :func:`_needed_packets`).
+    A packet the decoder rejects (damaged data) is skipped and counted in ``report``; decoding
+    goes on with the next packet, so the frames after a damaged stretch are not lost.
     """
     import av
 
@@ -147,6 +165,9 @@ def iter_frames(
             raise VideoError(f"{path}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = threads
+        report = report if report is not None else DecodeReport()
+        rate = stream.average_rate or stream.guessed_rate
+        report.frame_interval = float(1 / rate) if rate else None
         if sampling.mode == "keyframes":
             stream.codec_context.skip_frame = "NONKEY"
         try:
@@ -154,9 +175,9 @@ def iter_frames(
         except av.FFmpegError as e:
             raise VideoError(f"{path}: cannot seek to {start:.0f}s ({_av_error_text(e)})") from None
         targets = sampling.timestamps(start, end) if sampling.mode == "fps" else None
-        frames = _frame_source(container, stream, targets, end, skip_unneeded)
+        frames = _frame_source(container, stream, targets, end, skip_unneeded, report)
         dims = None
-        for t, frame in _on_grid(_until_damaged(frames_between(frames, stream, start, end), path, start), targets):
+        for t, frame in _on_grid(frames_between(frames, stream, start, end), targets):
             if dims is None:
                 dims = resize_dims(frame.width, frame.height, size)
             yield round(t, 3), frame.reformat(width=dims[0], height=dims[1], format="rgb24").to_ndarray()
@@ -164,30 +185,18 @@ def iter_frames(
         container.close()
 
 
-def _frame_source(container, stream, targets: list[float] | None, end: float, skip_unneeded: bool) -> Iterator:
-    """Decoded frames of ``stream``, from only the packets the sampling needs when ``skip_unneeded``."""
+def _frame_source(container, stream, targets: list[float] | None, end: float, skip_unneeded: bool,
+                  report: DecodeReport) -> Iterator:
+    """Decoded frames of ``stream``, from only the packets the sampling needs when ``skip_unneeded``;
+    damaged packets are skipped and counted in ``report`` (:func:`_decode`)."""
     tb, start_pts = stream.time_base, stream.start_time or 0
     if targets is not None and skip_unneeded and not stream.codec_context.has_b_frames:
-        return _decode(stream, _needed_packets(container.demux(stream), targets, start_pts, tb))
-    if targets is None and skip_unneeded:
-        return _decode(stream, _keyframe_packets(container.demux(stream), start_pts, tb, end))
-    return container.decode(stream)
-
-
-def _until_damaged(items: Iterator, path: str, start: float) -> Iterator:
-    """``items`` until a decoding error: a damaged packet in the middle of a file keeps what
-    decoded, and a warning says where it stopped."""
-    import av
-
-    while True:
-        try:
-            item = next(items)
-        except StopIteration:
-            return
-        except av.FFmpegError as e:
-            log.warning("%s: decoding stopped near %.1fs (%s)", path, start, _av_error_text(e))
-            return
-        yield item
+        packets = _needed_packets(container.demux(stream), targets, start_pts, tb)
+    elif targets is None and skip_unneeded:
+        packets = _keyframe_packets(container.demux(stream), start_pts, tb, end)
+    else:
+        packets = container.demux(stream)
+    return _decode(stream, packets, report)
 
 
 def _on_grid(items: Iterator[tuple[float, object]], targets: list[float] | None) -> Iterator[tuple[float, object]]:
@@ -285,10 +294,32 @@ def _keyframe_packets(packets: Iterator, start_pts: int, tb, end: float) -> Iter
                 return
 
 
-def _decode(stream, packets: Iterator) -> Iterator:
-    for pkt in packets:
-        yield from stream.decode(pkt)
-    yield from stream.decode(None)  # flush: frames the decoder (and its threads) still hold
+def _decode(stream, packets: Iterator, report: DecodeReport) -> Iterator:
+    """Decode packet by packet: a packet the decoder rejects is noted and skipped; a demuxer that
+    cannot go on (a damaged container) ends the stream like its end would."""
+    import av
+
+    packets = iter(packets)
+    while True:
+        try:
+            pkt = next(packets)
+        except StopIteration:
+            break
+        except av.FFmpegError as e:
+            report.note(e)
+            log.debug("demuxing stopped (%s)", _av_error_text(e))
+            break
+        try:
+            frames = stream.decode(pkt)
+        except av.FFmpegError as e:
+            report.note(e)
+            log.debug("skipped a damaged packet at pts %s (%s)", pkt.pts, _av_error_text(e))
+            continue
+        yield from frames
+    try:
+        yield from stream.decode(None)  # flush: frames the decoder (and its threads) still hold
+    except av.FFmpegError as e:
+        report.note(e)
 
 
 def read_frame_at(path: str | os.PathLike, t: float, max_side: int = 480) -> np.ndarray:

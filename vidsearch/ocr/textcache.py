@@ -29,7 +29,7 @@ from pathlib import Path
 
 from vidsearch.errors import first_line
 from vidsearch.index.matrix import MATRIX, dir_lock, record_dirs, scan_video_dirs
-from vidsearch.index.shards import IndexStore, model_slug, read_marker, unique_name, write_json_atomic
+from vidsearch.index.shards import IndexStore, model_slug, read_marker, shard_problem, unique_name, write_json_atomic
 from vidsearch.ocr.schema import text_schema
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,13 @@ def _build(video_dir: Path, out: Path) -> None:
             if marker is None:
                 raise ValueError("unreadable marker")
             with pa.memory_map(str(video_dir / marker["shard"])) as src:
-                t = pq.ParquetFile(src).read(columns=COLUMNS, use_threads=False)
+                data = src.read_buffer()
+                problem = shard_problem(video_dir / marker["shard"], marker, data=data)
+                if problem:
+                    raise ValueError(f"damaged shard: {problem}; `vidsearch status --verify` marks it for re-indexing")
+                t = pq.ParquetFile(pa.BufferReader(data)).read(columns=COLUMNS, use_threads=False)
         except (OSError, ValueError, KeyError) as e:
-            # a marker without a readable shard: left out (looked at again when its directory changes)
+            # a damaged shard, or a marker without a readable one: left out (looked at again when its directory changes)
             log.warning("on-screen text cache: skipping %s (%s)", video_dir / name, first_line(e))
             continue
         sampled.extend(float(x) for x in marker.get("sampled") or [])

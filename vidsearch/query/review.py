@@ -10,17 +10,13 @@ from typing import Sequence
 
 import numpy as np
 
+from vidsearch.core.clip import contrast_scores
 from vidsearch.core.ranges import smooth
+from vidsearch.core.timeparse import parse_when
 from vidsearch.errors import UserError
-from vidsearch.query.engine import (
-    FrameIndex,
-    QueryResult,
-    contrast_scores,
-    parse_when,
-    query_label,
-    query_vectors,
-    search_vector,
-)
+from vidsearch.index.frames import FrameIndex
+from vidsearch.query.engine import QueryResult, search_vector
+from vidsearch.query.vectors import query_label, query_vectors
 
 #: Rocchio weights: original query, mean of relevant frames, mean of non-relevant frames
 ALPHA, BETA, GAMMA = 1.0, 0.75, 0.25
@@ -147,15 +143,15 @@ def review_query(store, encoder, index: FrameIndex, spec: QuerySpec, feedback: S
     result.prompts, result.negatives, result.images = list(spec.prompts), list(spec.negatives), list(spec.images)
     result.smooth_s = spec.smooth_s
     if text is not None:
-        from vidsearch.ocr.channel import both
+        from vidsearch.query.text import visual_and_text
 
-        result = both(result, text, spec.top)
+        result = visual_and_text(result, text, spec.top)
     timelines = video_timelines(index, result, scores, points) if scores is not None else []
     return ReviewResult(result, timelines, used)
 
 
 def _text_ranges(store, spec: QuerySpec, after, before) -> QueryResult:
-    from vidsearch.ocr.channel import text_ranges
+    from vidsearch.query.text import text_ranges
 
     return text_ranges(store, spec.text_in_frame, top=None if spec.visual else spec.top,
                        min_score=None if spec.visual else spec.min_score, video_glob=spec.video_glob,

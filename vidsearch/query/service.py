@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 from vidsearch.core.timeparse import parse_when
 from vidsearch.index.shards import IndexStore
-from vidsearch.ocr.channel import both, text_ranges
+from vidsearch.query.text import visual_and_text, text_ranges
 from vidsearch.query.engine import QueryResult, load_frame_index, text_query
 
 
@@ -26,11 +26,13 @@ def run_query(
     smooth_s: float = 3.0,
     after=None,
     before=None,
+    on_index: Callable[[object], None] | None = None,
 ) -> QueryResult:
     """Ranked ranges for ``texts`` / ``images`` and/or ``text_in_frame``; with both, only where both hold.
 
     ``open_encoder`` is called only for a visual query (after the text channel ran), so a
-    mistyped time or an OCR-only query never loads the model.
+    mistyped time or an OCR-only query never loads the model. ``on_index`` sees the frame index
+    before it is scored (the CLI reports damaged shards left out of it).
     """
     after, before = parse_when(after), parse_when(before)
     visual = bool(texts or images)
@@ -44,7 +46,9 @@ def run_query(
         return in_frame
     encoder = open_encoder()
     index = load_frame_index(store, encoder.info.model_id)
+    if on_index is not None:
+        on_index(index)
     result = text_query(store, encoder, list(texts), index=index, top=None if in_frame else top,
                         min_score=min_score, video_glob=video_glob, smooth_s=smooth_s, negatives=list(negatives),
                         images=list(images), after=after, before=before)
-    return result if in_frame is None else both(result, in_frame, top)
+    return result if in_frame is None else visual_and_text(result, in_frame, top)

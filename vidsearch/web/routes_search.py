@@ -50,7 +50,7 @@ def spec_of(q: QueryIn, warm) -> QuerySpec:
 
 @router.get("/models", summary="Models with frames in this index (the first is the default)")
 def models(request: Request):
-    from vidsearch.query.engine import indexed_models
+    from vidsearch.query.models import indexed_models
 
     warm = request.app.state.warm
     try:
@@ -143,7 +143,7 @@ class EventsIn(BaseModel):
 
 @router.post("/events", summary="Every interval where a concept is present: first appearance, dwell")
 def events(q: EventsIn, request: Request):
-    from vidsearch.retro.service import find_events
+    from vidsearch.retro.events import find_events
 
     warm = request.app.state.warm
     enc = warm.encoder(q.model)
@@ -164,7 +164,7 @@ class ClassifyIn(BaseModel):
 @router.post("/classify", summary="Zero-shot label timeline per video")
 def classify(q: ClassifyIn, request: Request):
     from vidsearch.retro.classify import parse_labels
-    from vidsearch.retro.service import classify_frames
+    from vidsearch.retro.classify import classify_frames
 
     warm = request.app.state.warm
     enc = warm.encoder(q.model)

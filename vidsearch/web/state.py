@@ -42,7 +42,7 @@ class Warm:
 
     # -- models --------------------------------------------------------------------------------
     def model(self, requested: str | None):
-        from vidsearch.query.engine import pick_model
+        from vidsearch.query.models import pick_model
 
         return pick_model(self.store, requested or None)
 
