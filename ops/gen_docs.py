@@ -83,10 +83,15 @@ def frame_text_schema_json() -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def results_schema_json() -> str:
+    return (ROOT / "vidsearch" / "data" / "results.schema.json").read_text()
+
+
 GENERATED = {
     "docs/cli.md": cli_markdown,
     "schemas/frames.schema.json": frames_schema_json,
     "schemas/frame-text.schema.json": frame_text_schema_json,
+    "schemas/results.schema.json": results_schema_json,
 }
 
 

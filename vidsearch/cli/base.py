@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -113,11 +114,29 @@ def display_path(path: str | None) -> str:
     return rel if not rel.startswith("..") else path
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_line(text: Any) -> str:
+    """``text`` with control characters escaped (a newline as ``\\n``), so a file name that holds
+    one cannot split an output line of a table, a CSV row or a status line."""
+    text = str(text)
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text) if _CONTROL.search(text) else text
+
+
+def csv_safe(row: Any) -> Any:
+    """A CSV row (a dict or a sequence) with control characters of its text cells escaped."""
+    if isinstance(row, dict):
+        return {k: escape_line(v) if isinstance(v, str) else v for k, v in row.items()}
+    return [escape_line(v) if isinstance(v, str) else v for v in row]
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
     """A plain aligned text table: ``columns`` is [(key, header), ...]."""
     if not rows:
         return
-    cells = [[str(r.get(k, "")) for k, _ in columns] for r in rows]
+    cells = [[escape_line(r.get(k, "")) for k, _ in columns] for r in rows]
     headers = [h for _, h in columns]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())

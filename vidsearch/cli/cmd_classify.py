@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
+from .base import cli, csv_safe, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
 
 
@@ -68,7 +68,7 @@ def classify_cmd(ctx, labels, templates, model, providers, video_glob, after, be
         w = csv.DictWriter(sys.stdout, fieldnames=["path", "video_id", "label", "start", "end", "duration", "frames", "mean_prob"],
                            lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(csv_safe(r) for r in rows)
         return
     if not rows:
         click.echo("no frames to classify")

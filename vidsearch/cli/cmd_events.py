@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
+from .base import cli, csv_safe, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
 from .queryopts import refine_options, skipped_note
 
@@ -61,7 +61,7 @@ def events_cmd(ctx, text, model, providers, video_glob, high, low, smooth_s, min
     if as_csv:
         w = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
         w.writeheader()
-        w.writerows(csv_rows(result.videos))
+        w.writerows(csv_safe(r) for r in csv_rows(result.videos))
         return
     s = summarise(result.videos)
     if not s["events"]:

@@ -20,7 +20,8 @@ from .common import model_option, providers_option
 @click.option("--reencode", is_flag=True, help="Re-encode clips (frame-exact start) instead of stream copy.")
 @click.option("--pad", "pad_s", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds of context before and after each clip.")
 @click.option("--allow-mismatch", is_flag=True,
-              help="Export even when a source file changed since indexing (marked unverified in the manifest).")
+              help="Export even when a source file or the model's files changed since indexing "
+                   "(marked unverified / not matching in the manifest).")
 @json_option
 @pass_ctx
 @handle_errors
@@ -34,24 +35,24 @@ def evidence_cmd(ctx, results, out_dir, model, providers, no_clips, reencode, pa
     vidsearch query "red car" --json > hits.json && vidsearch export hits.json --out evidence/
     """
     from vidsearch.errors import VidsearchError
-    from vidsearch.evidence.export import catalog_context, export_evidence, score_series
-    from vidsearch.evidence.results import load_results
+    from vidsearch.evidence.export import export_evidence, score_series
+    from vidsearch.evidence.model import export_context
+    from vidsearch.evidence.results import check_in_index, load_results
     from vidsearch.index.shards import IndexStore
 
     data = load_results(results, stdin=sys.stdin)
     store = IndexStore(ctx.index)
-    model_meta, videos = catalog_context(store, data["model_id"])
+    context = export_context(store, data["model_id"], model, allow_mismatch=allow_mismatch)
+    check_in_index(data["ranges"], context.videos)
     series = None
-    try:
-        from vidsearch.models.encoder import Encoder
-        from vidsearch.models.installed import installed_model
+    if context.info is not None:
+        try:
+            from vidsearch.models.encoder import Encoder
 
-        info = installed_model(data["model_id"], model)
-        if not model_meta:
-            model_meta = info.to_json()
-        series = score_series(store, Encoder(info, providers=providers), data, {r["video_id"] for r in data["ranges"]})
-    except VidsearchError as e:
-        click.echo(f"note: no score plots ({e})", err=True)
+            encoder = Encoder(context.info, providers=providers)
+            series = score_series(store, encoder, data, {r["video_id"] for r in data["ranges"]})
+        except VidsearchError as e:
+            click.echo(f"note: no score plots ({e})", err=True)
 
     tty = sys.stderr.isatty() and not as_json
 
@@ -60,8 +61,8 @@ def evidence_cmd(ctx, results, out_dir, model, providers, no_clips, reencode, pa
             click.echo(f"\r{i}/{n} ranges", nl=False, err=True)
 
     report = export_evidence(
-        data, out_dir, series=series, model=model_meta, videos=videos, index=str(store.root), clips=not no_clips,
-        copy=not reencode, pad_s=pad_s, allow_mismatch=allow_mismatch, progress=progress,
+        data, out_dir, series=series, model=context.model, videos=context.videos, index=str(store.root), clips=not no_clips,
+        copy=not reencode, pad_s=pad_s, allow_mismatch=allow_mismatch, model_warnings=context.warnings, progress=progress,
     )
     if tty:
         click.echo("", err=True)

@@ -11,7 +11,7 @@ from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.local import LocalBackend
 from vidsearch.ingest.pipeline import ingest
 from vidsearch.ingest.plan import IngestOptions
-from .base import cli, echo_json, handle_errors, json_option, pass_ctx
+from .base import cli, echo_json, escape_line, handle_errors, json_option, pass_ctx
 from .common import load_encoder, model_option, providers_option, semantics_warning
 
 
@@ -127,6 +127,6 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
             click.echo(f"failed: {f.error}{where}", err=True)
     for p in report.partial_files:  # also with --json: stdout stays JSON
         gaps = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in p["missing"])
-        click.echo(f"partial: {p['path']}: no frames for {gaps} ({p['missing_s']:.1f}s; damaged or truncated video)", err=True)
+        click.echo(f"partial: {escape_line(p['path'])}: no frames for {gaps} ({p['missing_s']:.1f}s; damaged or truncated video)", err=True)
     if report.exit_code:
         sys.exit(report.exit_code)

@@ -67,7 +67,19 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
     elif not result.ranges:
         click.echo(f"no matches for {result.query!r} in {result.frames_scanned} frames")
     else:
+        weak_note(result)
         _print_ranges(result.ranges, on_screen=bool(text_in_frame), thumbs=bool(thumbs))
+
+
+def weak_note(result) -> None:
+    """One line above the table when ranges do not stand out (``weak``: core.ranges.WEAK_RULE)."""
+    from vidsearch.core.ranges import WEAK_RULE
+
+    weak = [i for i, r in enumerate(result.ranges, 1) if r.weak]
+    if weak:
+        which = ("no range stands out" if len(weak) == len(result.ranges)
+                 else "ranges " + ", ".join(f"#{i}" for i in weak) + " do not stand out")
+        click.echo(f"weak results: {which} in {result.frames_scanned} frames ({WEAK_RULE})")
 
 
 def _print_ranges(ranges, *, on_screen: bool, thumbs: bool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .base import cli, echo_json, handle_errors, json_option, pass_ctx, print_table
+from .base import cli, csv_safe, echo_json, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option
 
 
@@ -81,7 +81,7 @@ def _echo_csv(result) -> None:
     w = csv.writer(sys.stdout, lineterminator="\n")
     w.writerow(result.columns)
     for row in result.rows:
-        w.writerow([json.dumps(v) if isinstance(v, (list, tuple, dict)) else ("" if v is None else v) for v in row])
+        w.writerow(csv_safe([json.dumps(v) if isinstance(v, (list, tuple, dict)) else ("" if v is None else v) for v in row]))
 
 
 def _echo_table(result) -> None:

@@ -6,7 +6,7 @@ import click
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.status import index_status
 from vidsearch.ingest.leases import running_chunks, running_lines
-from .base import cli, echo_json, handle_errors, json_option, pass_ctx
+from .base import cli, echo_json, escape_line, handle_errors, json_option, pass_ctx
 
 
 @cli.command("status")
@@ -56,7 +56,7 @@ def status_cmd(ctx, per_video, rebuild, verify, as_json):
         click.echo(f"partial chunk: {partial_line(f)}")
     for v in summary.get("per_video", []):
         part = f", {v['partial']} partial ({v['missing_s']:.1f}s missing)" if v.get("partial") else ""
-        click.echo(f"{v['path']}: {v['done']} done, {v['pending']} pending, {v['failed']} failed{part}")
+        click.echo(f"{escape_line(v['path'])}: {v['done']} done, {v['pending']} pending, {v['failed']} failed{part}")
     for line in running_lines(summary.get("running", [])):
         click.echo(line)
 
@@ -64,5 +64,5 @@ def status_cmd(ctx, per_video, rebuild, verify, as_json):
 def partial_line(f: dict) -> str:
     """``PATH [0-20s]: 9.0s covered, frames missing 9.0-20.0s`` for a partial chunk."""
     gaps = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in f["missing"])
-    return (f"{f['path']} [{f['start']:.0f}-{f['end']:.0f}s]: {f['covered_s']:.1f}s covered, "
+    return (f"{escape_line(f['path'])} [{f['start']:.0f}-{f['end']:.0f}s]: {f['covered_s']:.1f}s covered, "
             f"{f['missing_s']:.1f}s missing ({gaps})")

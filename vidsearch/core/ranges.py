@@ -22,6 +22,9 @@ class TimeRange:
     frames: int
     path: str | None = None
     thumbnail: str | None = None
+    #: the peak does not stand out from the scores of the frames searched (:func:`mark_weak`);
+    #: None where not judged (left out of :meth:`to_dict`)
+    weak: bool | None = None
 
     @property
     def duration(self) -> float:
@@ -33,6 +36,8 @@ class TimeRange:
             d[k] = round(d[k], 3)
         for k in ("peak_score", "score"):
             d[k] = round(float(d[k]), 5)
+        if d["weak"] is None:
+            del d["weak"]
         return d
 
 
@@ -161,3 +166,51 @@ def format_ts(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{int(h)}:{int(m):02d}:{s:04.1f}"
+
+
+# -- weak results ------------------------------------------------------------------------------
+#: A peak stands out from a set of scores when it is at least WEAK_MARGIN and at least WEAK_Z
+#: robust standard deviations (1.4826 x MAD) above their median. A range is weak when its peak
+#: stands out neither from the scores of all frames searched nor from those of its own video (a
+#: camera whose every frame scores high does not hide a real hit in it, and one camera's
+#: background does not make another's look like a hit). The margin is in cosine units: 0.03 is
+#: 3 logits at CLIP's logit scale of 100 (odds of about 20 to 1), small beside a real CLIP hit
+#: (~0.05-0.10 above a 0.15-0.30 background) and beside a demo-model hit (~1.0 above ~0); the z
+#: bound catches a peak that is only the tail of a spread-out background.
+WEAK_MARGIN = 0.03
+WEAK_Z = 5.0
+WEAK_RULE = (f"a peak stands out when it is at least {WEAK_MARGIN} and {WEAK_Z:g} robust SDs above the median score "
+             "of all frames searched or of its own video's frames")
+#: at most this many scores (an even stride through them) estimate a median and MAD
+BASELINE_SAMPLE = 65536
+
+
+def score_baseline(scores: np.ndarray) -> tuple[float, float]:
+    """``(median, robust spread)`` of scores: 1.4826 x MAD (0 where more than half the scores are
+    equal: a flat background, from which any peak WEAK_MARGIN above stands out)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if len(s) == 0:
+        return 0.0, 0.0
+    s = s[:: max(1, len(s) // BASELINE_SAMPLE)]
+    med = float(np.median(s))
+    spread = 1.4826 * float(np.median(np.abs(s - med)))
+    return med, spread
+
+
+def stands_out(peak: float, baseline: tuple[float, float]) -> bool:
+    """Whether a peak score stands out from ``baseline`` (:func:`score_baseline`)."""
+    med, spread = baseline
+    lift = float(peak) - med
+    return lift >= WEAK_MARGIN and (spread <= 0 or lift / spread >= WEAK_Z)
+
+
+def mark_weak(ranges: Iterable[TimeRange], all_scores: np.ndarray, video_scores: dict[str, np.ndarray]) -> None:
+    """Set each range's ``weak`` (see WEAK_RULE): ``all_scores`` of every frame searched,
+    ``video_scores`` per video_id of the frames searched in it."""
+    ranges = list(ranges)
+    if not ranges:
+        return
+    archive = score_baseline(all_scores)
+    own = {vid: score_baseline(video_scores[vid]) for vid in {r.video_id for r in ranges} if vid in video_scores}
+    for r in ranges:
+        r.weak = not (stands_out(r.peak_score, archive) or (r.video_id in own and stands_out(r.peak_score, own[r.video_id])))

@@ -186,6 +186,9 @@ def install_model(builder, name: str, models_root: Path) -> ModelInfo:
     final = models_root / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_root))
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it 0700: give it a normal directory's mode
         builder(tmp, name=name)
         if final.exists():
             shutil.rmtree(final)

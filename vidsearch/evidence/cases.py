@@ -150,14 +150,16 @@ def review_record(case: dict) -> dict:
 def export_case(store, cases: CaseStore, name: str, clips: bool = True, pad_s: float = 0.0) -> dict:
     """Run the evidence export on the case into ``<index>/cases/<slug>/exports/<UTC time>/`` and add
     the review to the manifest (re-hashed). Returns the export report plus the directory name."""
-    from vidsearch.evidence.export import catalog_context, export_evidence
+    from vidsearch.evidence.export import export_evidence
+    from vidsearch.evidence.model import export_context
 
     case = cases.load(name)
     results = case_results(case)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     out = cases.export_root(name) / stamp
-    model, videos = catalog_context(store, results["model_id"])
-    report = export_evidence(results, out, model=model, videos=videos, index=str(store.root), clips=clips, pad_s=pad_s)
+    ctx = export_context(store, results["model_id"])
+    report = export_evidence(results, out, model=ctx.model, videos=ctx.videos, index=str(store.root), clips=clips,
+                             pad_s=pad_s, model_warnings=ctx.warnings)
     digest = add_review(out, review_record(case))
     with _lock:
         case = cases.load(name)

@@ -17,12 +17,14 @@ or vanished since indexing stops the export unless ``allow_mismatch`` is set, an
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
-import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -30,32 +32,15 @@ from vidsearch.core.clip import contrast_scores
 from vidsearch.errors import UserError, VideoError
 from vidsearch.evidence.manifest import build_manifest, write_manifest
 from vidsearch.evidence.report import Series, render_report, svg_plot
-from vidsearch.evidence.results import SourceCheck, check_sources, load_results, require_verified
+from vidsearch.evidence.results import SourceCheck, check_in_index, check_sources, load_results, require_verified
 from vidsearch.media.clips import cut_clip
 from vidsearch.media.thumbs import write_thumbnail
-from vidsearch.index.catalog import Catalog
 from vidsearch.index.frames import load_frame_index
 from vidsearch.models.contract import sha256_file
 from vidsearch.query.vectors import query_vectors
 
 
 # -- what the index knows ----------------------------------------------------------------------
-def catalog_context(store, model_id: str) -> tuple[dict, dict[str, dict]]:
-    """What the index's catalog knows for an export: the model's row (``name`` + its info) and
-    ``duration`` / ``creation_time`` per video_id. Empty when the index has no catalog."""
-    model_meta: dict = {}
-    videos: dict[str, dict] = {}
-    if not store.catalog_path.exists():
-        return model_meta, videos
-    with Catalog(store, read_only=True) as cat:
-        row = cat.model_row(model_id)
-        if row:
-            model_meta = {"name": row[0], **json.loads(row[1] or "{}")}
-        for vid, _path, dur, ct in cat.video_meta():
-            videos[vid] = {"duration": dur, "creation_time": ct}
-    return model_meta, videos
-
-
 def score_series(store, encoder, results: dict, video_ids: Iterable[str]) -> dict[str, Series]:
     """Every frame's score for the result set's query (same formula as the query), per video."""
     prompts = results.get("prompts")
@@ -110,44 +95,75 @@ def export_evidence(
     copy: bool = True,
     pad_s: float = 0.0,
     allow_mismatch: bool = False,
+    model_warnings: Iterable[str] = (),
     now: _dt.datetime | None = None,
     progress=None,
 ) -> ExportReport:
     """Write the evidence directory for ``results`` (see module docstring).
 
     ``series``: per-video frame scores for the plots (from :func:`score_series`); ``model``:
-    what is known about the model (``name``, ``files`` sha256s, ``semantics``); ``videos``:
-    catalog rows per video_id (``duration``, ``creation_time``...).
+    the record of :func:`vidsearch.evidence.model.export_context` (files hashed at export time);
+    ``videos``: catalog rows per video_id (``duration``, ``creation_time``...): every range must
+    lie in a video of it. The directory appears whole or not at all.
     """
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not empty: export into a new directory (evidence is never overwritten)")
     results = load_results(results)
     ranges = [dict(r) for r in results["ranges"]]
+    if videos is not None:
+        check_in_index(ranges, videos)
     videos = videos or {}
     checks = check_sources(ranges)
     bad = require_verified(checks, allow_mismatch)
-    warnings = [f"SOURCE NOT VERIFIED: {c.path or c.video_id}: {c.error}" for c in bad]
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {}
-    writer = _RangeWriter(out, files, warnings, clips=clips, copy=copy, pad_s=pad_s)
-    for rank, r in enumerate(ranges, 1):
-        r["rank"] = rank
-        if progress:
-            progress(rank, len(ranges), r)
-        writer.write(r, checks[r["video_id"]])
+    warnings = [f"SOURCE NOT VERIFIED: {c.path or c.video_id}: {c.error}" for c in bad] + list(model_warnings)
+    with _staging(out) as tmp:
+        writer = _RangeWriter(tmp, {}, warnings, clips=clips, copy=copy, pad_s=pad_s)
+        for rank, r in enumerate(ranges, 1):
+            r["rank"] = rank
+            if progress:
+                progress(rank, len(ranges), r)
+            writer.write(r, checks[r["video_id"]])
+        sources = [{**c.to_dict(), **{k: videos.get(c.video_id, {}).get(k) for k in ("duration", "creation_time")}}
+                   for c in checks.values()]
+        manifest = build_manifest(results, ranges, sources, model or {}, index=index, copy=copy, warnings=warnings, now=now)
+        digest = _finish(tmp, manifest, writer.files, series or {}, videos, results)
+    return ExportReport(out, digest, len(ranges), writer.thumbnails, writer.clips_written, [c.path or c.video_id for c in bad], warnings)
+
+
+def _finish(out: Path, manifest: dict, files: dict[str, str], series: dict[str, Series], videos: dict, results: dict) -> str:
+    """scores.csv, the report (hashed into the manifest), then the manifest and its hash."""
     if series:
         files["scores.csv"] = _write_scores(out / "scores.csv", series)
-    sources = [{**c.to_dict(), **{k: videos.get(c.video_id, {}).get(k) for k in ("duration", "creation_time")}}
-               for c in checks.values()]
-    manifest = build_manifest(results, ranges, sources, model or {}, index=index, copy=copy, warnings=warnings, now=now)
-    # the report (hashed into the manifest), then the manifest, then the manifest's hash
-    plots = _plots(manifest["ranges"], series or {}, videos, results)
+    plots = _plots(manifest["ranges"], series, videos, results)
     (out / "report.html").write_text(render_report(manifest, plots), encoding="utf-8")
     files["report.html"] = sha256_file(out / "report.html")
     manifest["files"] = dict(sorted(files.items()))
-    digest = write_manifest(out, manifest)
-    return ExportReport(out, digest, len(ranges), writer.thumbnails, writer.clips_written, [c.path or c.video_id for c in bad], warnings)
+    return write_manifest(out, manifest)
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A hidden sibling directory that becomes ``out`` (an empty ``out`` is replaced) once all is
+    written; on any failure it is removed, with any parent directory made for it."""
+    made = next((p for p in reversed([out.parent, *out.parent.parents]) if not p.exists()), None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @dataclasses.dataclass

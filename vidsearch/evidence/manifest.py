@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vidsearch import __version__
-from vidsearch.models.contract import IMAGE_FILE, TEXT_FILE, sha256_file
+from vidsearch.models.contract import sha256_file
 
 FORMAT = "vidsearch-evidence/1"
 
@@ -25,15 +25,6 @@ RANGE_KEYS = ("rank", "video_id", "path", "start", "end", "peak_time", "peak_sco
 def canonical_json(data: Any) -> bytes:
     """The one serialisation the manifest hash is taken over."""
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def model_files_match(model: dict, model_id: str) -> bool | None:
-    """Whether the model's file hashes give ``model_id`` (None: not enough known to tell)."""
-    files = model.get("files") or {}
-    if IMAGE_FILE not in files or TEXT_FILE not in files or not model.get("name"):
-        return None
-    digest = hashlib.sha256((files[IMAGE_FILE] + files[TEXT_FILE]).encode()).hexdigest()[:12]
-    return f"{model['name']}@{digest}" == model_id
 
 
 def hashed_images(paths: Sequence) -> list[dict]:
@@ -49,11 +40,9 @@ def hashed_images(paths: Sequence) -> list[dict]:
 
 def build_manifest(results: dict, ranges: list[dict], sources: list[dict], model: dict, *, index: str | None,
                    copy: bool, warnings: list[str], now: _dt.datetime | None = None) -> dict:
-    """The manifest, less ``files`` (added once every file is written); a model whose files do not
-    hash to the results' model id adds a warning."""
-    match = model_files_match(model, results["model_id"])
-    if match is False:
-        warnings.append(f"model files do not hash to {results['model_id']}")
+    """The manifest, less ``files`` (added once every file is written). ``model``: the record of
+    :mod:`vidsearch.evidence.model` (``name``, ``semantics``, ``files`` hashed at export time,
+    ``files_match_model_id``, and ``recorded_files`` for a model not installed here)."""
     return {
         "format": FORMAT,
         "tool": {"name": "vidsearch", "version": __version__},
@@ -69,7 +58,8 @@ def build_manifest(results: dict, ranges: list[dict], sources: list[dict], model
         },
         "model": {
             "model_id": results["model_id"], "name": model.get("name"), "semantics": results.get("semantics") or model.get("semantics"),
-            "files": dict(model.get("files") or {}), "files_match_model_id": match,
+            "files": dict(model.get("files") or {}), "files_match_model_id": model.get("files_match_model_id"),
+            **({"recorded_files": model["recorded_files"]} if model.get("recorded_files") else {}),
         },
         "sources": sources,
         "ranges": [{k: r.get(k) for k in RANGE_KEYS} for r in ranges],

@@ -12,22 +12,42 @@ from pathlib import Path
 from typing import Iterable
 
 from vidsearch.errors import UserError
+from vidsearch.evidence.schema import PUBLISHED, schema_errors
 from vidsearch.models.contract import sha256_file
 
 
 def load_results(source: str | os.PathLike | dict, stdin=None) -> dict:
-    """A result set: the JSON of ``vidsearch query --json`` or ``vidsearch events --json`` ('-' = stdin)."""
+    """A result set: the JSON of ``vidsearch query --json`` or ``vidsearch events --json`` ('-' = stdin),
+    checked against ``schemas/results.schema.json`` and for ordered times (one-line :class:`UserError`)."""
     data = source if isinstance(source, dict) else _read_json(source, stdin)
+    name = "the result set" if isinstance(source, dict) else str(source)
     if not isinstance(data, dict) or ("ranges" not in data and "videos" not in data) or not data.get("model_id"):
-        raise UserError(f"{source} is not a result set; write one with: vidsearch query \"...\" --json > results.json")
+        raise UserError(f"{name} is not a result set; write one with: vidsearch query \"...\" --json > results.json")
+    errors = schema_errors(data)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(f"{name}: {errors[0]}{more}; pass the output of `vidsearch query --json` ({PUBLISHED})")
     ranges = data.get("ranges")
     if ranges is None:  # events JSON: every event of every video, in time order
         ranges = [dict(e, path=e.get("path") or v.get("path")) for v in data["videos"] for e in v.get("events", [])]
-    for r in ranges:
-        missing = [k for k in ("video_id", "start", "end", "peak_time") if k not in r]
-        if missing:
-            raise UserError(f"{source}: a range lacks {', '.join(missing)}; pass the output of `vidsearch query --json`")
+    for i, r in enumerate(ranges):
+        if not r["start"] < r["end"] or not r["start"] <= r["peak_time"] <= r["end"]:
+            raise UserError(f"{name}: range {i + 1} is not ordered (start {r['start']:g}, peak_time {r['peak_time']:g}, "
+                            f"end {r['end']:g}): each range needs start <= peak_time <= end and start < end")
     return {**data, "ranges": ranges}
+
+
+def check_in_index(ranges: Iterable[dict], videos: dict[str, dict]) -> None:
+    """Every range's video is in the index (``videos``: catalog rows per video_id) and the range
+    lies within that video's duration (half a second of slack for the last frame's end)."""
+    for i, r in enumerate(ranges, 1):
+        meta = videos.get(r["video_id"])
+        if meta is None:
+            raise UserError(f"range {i}: video {r['video_id'][:16]}... is not in this index; "
+                            "export from the index the results came from (--index DIR)")
+        duration = meta.get("duration")
+        if duration and r["end"] > float(duration) + 0.5:
+            raise UserError(f"range {i}: ends at {r['end']:g}s, beyond the end of its video ({float(duration):g}s)")
 
 
 def _read_json(source: str | os.PathLike, stdin=None):

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from vidsearch.core.clip import contrast_scores
-from vidsearch.core.ranges import TimeRange, adaptive_threshold, rank, video_ranges
+from vidsearch.core.ranges import TimeRange, adaptive_threshold, mark_weak, rank, video_ranges
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.frames import FrameIndex, load_frame_index  # noqa: F401 - re-exported
 from vidsearch.index.shards import IndexStore
@@ -88,11 +88,22 @@ def search_vector(
         for r in video_ranges(vid, index.pts[rows], scores[rows], threshold, smooth_s=smooth_s, duration=durations.get(vid)):
             r.path = paths.get(vid)
             found.append(r)
+    _mark_weak(found, scores, groups, index)
     return QueryResult(
         query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,
         frames_scanned=int(n_considered), ranges=rank(found, top), seconds=time.perf_counter() - t0,
         smooth_s=smooth_s, skipped_no_time=sel.skipped_no_time,
     )
+
+
+def _mark_weak(found: list[TimeRange], scores: np.ndarray, groups: dict[int, np.ndarray], index: FrameIndex) -> None:
+    """Flag ranges whose peak does not stand out (:func:`vidsearch.core.ranges.mark_weak`)."""
+    if not found:
+        return
+    hit = {r.video_id for r in found}
+    per_video = {index.videos[c]: scores[g] for c, g in groups.items() if index.videos[c] in hit}
+    whole = scores if sum(len(g) for g in groups.values()) == len(scores) else scores[np.concatenate(list(groups.values()))]
+    mark_weak(found, whole, per_video)
 
 
 def _glob_match(path: str, pattern: str) -> bool:
@@ -123,7 +134,9 @@ def text_query(
                  smooth_s=kw.get("smooth_s", 3.0))
     if not np.any(pos):
         # e.g. the colour demo model asked about something that is not a colour
-        return QueryResult(label, index.model_id, encoder.info.semantics, float("inf"), len(index), [], 0.0, **extra)
+        sel = select_frames(store, index, video_glob=kw.get("video_glob"), after=kw.get("after"), before=kw.get("before"))
+        return QueryResult(label, index.model_id, encoder.info.semantics, float("inf"), sum(len(g) for g in sel.groups.values()),
+                           [], 0.0, skipped_no_time=sel.skipped_no_time, **extra)
     scores = contrast_scores(index.scores(pos), [index.scores(n) for n in negs]) if len(negs) and len(index) else None
     result = search_vector(store, index, pos, label=label, semantics=encoder.info.semantics, scores=scores, **kw)
     result.prompts, result.negatives, result.images = extra["prompts"], extra["negatives"], extra["images"]
