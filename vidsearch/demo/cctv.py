@@ -17,7 +17,7 @@ import dataclasses
 import fractions
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -252,3 +252,23 @@ def make_moving(path: str | Path, duration: float = 60.0, size: tuple[int, int] 
                 pan: float = 0.05, **kw) -> Footage:
     """The same scene with the camera sweeping all the time: every sampled frame differs."""
     return make_cctv(path, duration, size, fps, pan=pan, **kw)
+
+
+def sample_frames(n: int = 200, size: tuple[int, int] = (320, 180), scenes: int = 8, seed: int = 0) -> Iterator[np.ndarray]:
+    """``n`` varied RGB uint8 stills (no video file): random crops of a few scenes under random
+    light, with a figure of a random colour at a random place in about half of them."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    bases = [scene(int(w * 1.5), int(h * 1.2), seed + s) * rng.uniform(0.75, 1.25, 3).astype(np.float32)
+             for s in range(scenes)]  # each scene its own tint
+    fig = _figure(h)
+    names = list(COLOURS)
+    for i in range(n):
+        base = bases[i % scenes]
+        y0, x0 = int(rng.integers(0, base.shape[0] - h + 1)), int(rng.integers(0, base.shape[1] - w + 1))
+        img = base[y0: y0 + h, x0: x0 + w] * float(rng.uniform(0.6, 1.2))
+        if rng.random() < 0.5:
+            fy, fx = int(rng.integers(0, h - fig.shape[0] + 1)), int(rng.integers(0, w - fig.shape[1] + 1))
+            img[fy: fy + fig.shape[0], fx: fx + fig.shape[1]][fig] = COLOURS[names[int(rng.integers(len(names)))]]
+        img = img + rng.normal(0, 0.012, img.shape[:2] + (1,))
+        yield (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
