@@ -108,6 +108,11 @@ def test_gate_validation_and_reuse_sources():
     assert M.reuse_sources([]).tolist() == []
     with pytest.raises(ValueError):
         M.reuse_sources([False, True])
+    emb = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    assert M.expand(emb, [True, False, True, False, False]).tolist() == [[1, 0], [1, 0], [0, 1], [0, 1], [0, 1]]
+    assert M.expand(emb[:0], []).shape == (0, 2)
+    with pytest.raises(ValueError, match="2 embeddings for 1 embedded frames"):
+        M.expand(emb, [True, False])
     gate = M.MotionGate(max_reuse_s=10.0)
     img = np.full((36, 64, 3), 100, np.uint8)
     assert [gate.decide(t, img) for t in (0.0, 5.0, 9.99, 10.0, 19.0)] == [True, False, False, True, False]

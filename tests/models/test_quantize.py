@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,14 +21,18 @@ def _ops(path):
 
 
 def test_quantize_writes_a_new_model_and_checks_it(tiny, home):
+    src_meta = json.loads((tiny.path / "model.json").read_text())
+    (tiny.path / "model.json").write_text(json.dumps({**src_meta, "source": {"repo": "example/clip"}}))
     res = Q.quantize_model("tiny-random", sample_frames(60))
     info = res.info
     assert info.path == home / "models" / "tiny-random-int8" and info.name == "tiny-random-int8"
     assert info.model_id != tiny.model_id and info.semantics == tiny.semantics == "random"
     assert (info.dim, info.image_size, info.mean, info.std) == (tiny.dim, tiny.image_size, tiny.mean, tiny.std)
     meta = json.loads((info.path / "model.json").read_text())
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "model.schema.json").read_text())
+    assert set(meta) <= set(schema["properties"]) and set(schema["required"]) <= set(meta)
     assert meta["source_model"] == {"name": "tiny-random", "model_id": tiny.model_id, "image_sha256": tiny.files[IMAGE_FILE]}
-    assert meta["quantization"]["weight_type"] == "QInt8"
+    assert meta["quantization"]["weight_type"] == "QInt8" and meta["source"] == {"repo": "example/clip"}
     load_model_info(info.path, verify=True)  # the recorded hashes are those of the files
     assert sha256_file(info.path / TEXT_FILE) == tiny.files[TEXT_FILE]  # text tower unchanged
     assert "MatMulInteger" in _ops(info.path / IMAGE_FILE) and "MatMulInteger" not in _ops(tiny.path / IMAGE_FILE)

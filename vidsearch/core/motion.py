@@ -198,3 +198,14 @@ def reuse_sources(embed: Iterable[bool]) -> np.ndarray:
         raise ValueError("the first sampled frame must be embedded")
     idx = np.where(flags, np.arange(len(flags)), 0)
     return np.maximum.accumulate(idx) if len(idx) else idx.astype(np.intp)
+
+
+def expand(embedded: np.ndarray, embed: Iterable[bool]) -> np.ndarray:
+    """Rows for every sampled frame from the rows of the embedded ones (in order): each frame
+    carries the embedding of the last embedded frame at or before it."""
+    flags = np.asarray(list(embed), dtype=bool)
+    if len(flags) and not flags[0]:
+        raise ValueError("the first sampled frame must be embedded")
+    if int(flags.sum()) != len(embedded):
+        raise ValueError(f"{len(embedded)} embeddings for {int(flags.sum())} embedded frames")
+    return embedded[np.cumsum(flags) - 1] if len(flags) else embedded[:0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from vidsearch.core.preprocess import center_crop, to_tensor
-from vidsearch.errors import ModelError, UserError
+from vidsearch.errors import ModelError, UserError, first_line
 from vidsearch.models.contract import IMAGE_FILE, META_FILE, TEXT_FILE, ModelInfo, load_model_info, write_model_dir
 from vidsearch.settings import models_dir
 
@@ -105,12 +106,21 @@ def quantize_tower(src: Path, dst: Path, per_channel: bool = True) -> dict:
 
     settings = {"method": "onnxruntime.quantize_dynamic", "weight_type": "QInt8", "per_channel": per_channel,
                 "op_types": list(OP_TYPES)}
+    hint = _DropHint()
+    logging.getLogger().addFilter(hint)  # the quantizer logs a pre-processing tip on the root logger
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
                          op_types_to_quantize=list(OP_TYPES))
     except Exception as e:  # onnxruntime / onnx raise many types
-        raise ModelError(f"cannot quantize {src}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise ModelError(f"cannot quantize {src}: {first_line(e) or type(e).__name__}") from None
+    finally:
+        logging.getLogger().removeFilter(hint)
     return settings
+
+
+class _DropHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def pixels(frames: Iterable[np.ndarray], info: ModelInfo) -> np.ndarray:
@@ -175,6 +185,9 @@ def build_int8(source: ModelInfo, out_dir: Path, name: str) -> ModelInfo:
     )
     info = write_model_dir(out_dir, info)
     meta = json.loads((out_dir / META_FILE).read_text())
+    upstream = json.loads((source.path / META_FILE).read_text()).get("source")
+    if upstream is not None:  # where the fp32 model came from (model pull / import)
+        meta["source"] = upstream
     meta["source_model"] = {"name": source.name, "model_id": source.model_id, "image_sha256": source.files.get(IMAGE_FILE)}
     meta["quantization"] = settings
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
