@@ -34,7 +34,7 @@ def test_thumbnail_any_size_area_average():
     assert th.shape == (36, 64, 3) and th.dtype == np.float32
     assert th[:, :30].max() == 0.0 and th[:, 34:].min() == 1.0  # halves kept; only the seam is blurred
     assert M.thumbnail(np.zeros((32, 32, 3), np.uint8)).shape == (32, 32, 3)  # small frames: a cell per pixel
-    assert M.thumbnail(np.zeros((400, 224, 3), np.uint8)).shape == (64, 36, 3)  # portrait
+    assert M.thumbnail(np.zeros((400, 224, 3), np.uint8)).shape == (57, 32, 3)  # portrait: 7 x 7 px cells
     assert M.thumbnail(np.full((10, 12), 51, np.uint8))[0, 0, 2] == pytest.approx(0.2)  # grey input
     with pytest.raises(ValueError):
         M.thumbnail(np.zeros((0, 5, 3), np.uint8))

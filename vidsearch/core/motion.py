@@ -70,30 +70,28 @@ class Change:
     mean_abs: float  # mean per-cell difference after gain normalisation
 
 
-def _edges(n: int, cells: int) -> np.ndarray:
-    return np.floor(np.arange(cells) * (n / cells)).astype(np.intp)
-
-
 def thumbnail(frame: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
     """uint8 HxWx3 (or HxW grey) -> float32 [rows, cols, 3] in 0..1: area average, then blur.
 
-    ``grid`` is the most rows x columns; a smaller frame keeps one cell per pixel. Portrait
-    frames swap it, so cells stay roughly square.
+    Cells are whole blocks of ``ceil(H / grid rows) x ceil(W / grid cols)`` pixels, so there are
+    at most ``grid`` of them (portrait frames swap it) and a smaller frame keeps one cell per
+    pixel; the few pixel rows and columns left over are dropped evenly at the edges.
     """
     img = np.asarray(frame)
     if img.ndim == 2:
         img = img[:, :, None]
     img = img[:, :, :3]
-    h, w = img.shape[:2]
+    h, w, c = img.shape
     if h == 0 or w == 0:
         raise ValueError("frame has no pixels")
     rows, cols = grid if w >= h else grid[::-1]
-    rows, cols = min(rows, h), min(cols, w)
-    ry, rx = _edges(h, rows), _edges(w, cols)
-    sums = np.add.reduceat(np.add.reduceat(img, ry, axis=0, dtype=np.uint32), rx, axis=1)
-    counts = np.diff(np.append(ry, h))[:, None] * np.diff(np.append(rx, w))[None, :]
-    th = sums.astype(np.float32) / (counts[:, :, None] * np.float32(255.0))
-    if th.shape[2] == 1:
+    cy, cx = -(-h // rows), -(-w // cols)
+    rows, cols = h // cy, w // cx
+    y0, x0 = (h - rows * cy) // 2, (w - cols * cx) // 2
+    band = np.ascontiguousarray(img[y0: y0 + rows * cy]).reshape(rows, cy, w * c).sum(axis=1, dtype=np.uint32)
+    sums = band.reshape(rows, w, c)[:, x0: x0 + cols * cx].reshape(rows, cols, cx, c).sum(axis=2)
+    th = sums.astype(np.float32) * np.float32(1.0 / (cy * cx * 255.0))
+    if c == 1:
         th = np.repeat(th, 3, axis=2)
     return _blur(th)
 
