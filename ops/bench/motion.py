@@ -17,6 +17,8 @@ in 60 s chunks with a fresh :class:`vidsearch.core.motion.MotionGate` each (as a
 * correctness against the ground truth: every sampled frame whose reused embedding comes from a
   frame with a different subject state (present / absent) is an error;
 * chunking: the decisions of 60 s chunks vs one pass over the whole file (must be identical);
+* events for "red" with the colours demo model (32 px crops), every frame embedded vs gated:
+  identical within 1 s, and the subject's known visits;
 * a projection of ingest time with the image encoder (``--model``, default the random ViT-B/32
   of ``ops/bench/encoder.py`` when built): decode + gate + embedded frames / encoder images/s,
   measured in the same run. The real gated ingest comparison comes with the ingest wiring.
@@ -43,6 +45,7 @@ from vidsearch.demo.cctv import Footage, make_cctv, make_moving  # noqa: E402
 from vidsearch.media.video import iter_frames  # noqa: E402
 
 SIZE = 224
+FIGURE = 0.6  # the subject's height / the frame's: near the camera, so the colours-only demo model sees it
 
 
 def log(msg: str) -> None:
@@ -51,7 +54,7 @@ def log(msg: str) -> None:
 
 def footage(work: Path, kind: str, minutes: float, size=(1920, 1080), fps: int = 5) -> tuple[Footage, float]:
     """The generated file (reused when its parameters match) and the seconds it took to generate (0: reused)."""
-    path = work / "cctv" / f"{kind}-{minutes:g}min-{size[1]}p.mp4"
+    path = work / "cctv" / f"{kind}-{minutes:g}min-{size[1]}p-fig{FIGURE:g}.mp4"
     stamp = path.with_suffix(".json")
     if path.is_file() and stamp.is_file():
         d = json.loads(stamp.read_text())
@@ -59,7 +62,7 @@ def footage(work: Path, kind: str, minutes: float, size=(1920, 1080), fps: int =
     log(f"generating {path.name} ({minutes:g} min of {size[1]}p at {fps} fps) ...")
     t0 = time.perf_counter()
     make = make_moving if kind == "moving" else make_cctv
-    f = make(path, minutes * 60.0, size, fps, **({"subject": []} if kind == "moving" else {}))
+    f = make(path, minutes * 60.0, size, fps, figure=FIGURE, **({"subject": []} if kind == "moving" else {}))
     took = time.perf_counter() - t0
     stamp.write_text(json.dumps({"duration": f.duration, "size": list(f.size), "fps": f.fps, "subject": f.subject,
                                  "colour": f.colour, "pan": f.pan}))
@@ -109,6 +112,36 @@ def encoder_rate(model: str | None, work: Path, seconds: float = 6.0) -> tuple[s
     return info.model_id, 32 * n / (time.perf_counter() - t0)
 
 
+def events_check(f: Footage, tmp: Path) -> dict:
+    """Events for "red" with the colours demo model: every frame embedded vs gated (60 s chunks)."""
+    from vidsearch.core.preprocess import to_tensor
+    from vidsearch.demo.models import colour_model
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.retro.events import thresholds, video_events
+
+    info = colour_model(tmp / "demo-colours")
+    enc = Encoder(info, providers="cpu")
+    pts, every, flags = [], [], []
+    for start, end in plan_chunks(f.duration, 60.0):
+        gate, crops = M.MotionGate(max_reuse_s=60.0), []
+        for t, img in iter_frames(f.path, start, end, Sampling("fps", 1.0), info.image_size):
+            crops.append(center_crop(img, info.image_size))
+            pts.append(t)
+            flags.append(gate.decide(t, crops[-1]))
+        every.append(enc.encode_images(to_tensor(crops, info.mean, info.std)))
+    every = np.concatenate(every)
+    gated = M.expand(every[np.asarray(flags)], flags)
+    q = enc.encode_texts(["red"])[0]
+    out = {"fraction_embedded": float(np.mean(flags)), "truth": f.subject}
+    for name, emb in (("ungated", every), ("gated", gated)):
+        s = emb @ q
+        high, low = thresholds(s)
+        out[name] = [(e.start, e.end) for e in video_events("v", np.asarray(pts), s, high, low, duration=f.duration).events]
+    a, b = out["ungated"], out["gated"]
+    out["identical_within_1s"] = len(a) == len(b) and all(abs(x0 - y0) <= 1 and abs(x1 - y1) <= 1 for (x0, x1), (y0, y1) in zip(a, b))
+    return out
+
+
 def report(name: str, f: Footage, plain: dict, gated: dict, one_pass: dict | None, rate) -> dict:
     n, k = len(gated["times"]), int(sum(gated["embed"]))
     row = {"footage": name, "minutes": f.duration / 60, "subject_fraction": round(f.subject_fraction, 3), "frames": n,
@@ -130,6 +163,7 @@ def main(argv=None) -> int:
     ap.add_argument("--moving-minutes", type=float, default=5.0, help="length of the moving footage (default 5)")
     ap.add_argument("--model", help="image encoder for the projection (default: bench-out/models/vit-b-32-random)")
     ap.add_argument("--no-one-pass", action="store_true", help="skip the chunks-vs-one-pass check")
+    ap.add_argument("--no-events", action="store_true", help="skip the events check with the colours demo model")
     ap.add_argument("--work", default=str(REPO / "bench-out"))
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
@@ -156,8 +190,18 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"  {r['footage']:8s} ungated {r['projected_ungated_s']:7.0f} s, gated {r['projected_gated_s']:7.0f} s, "
                   f"x{r['projected_speedup']:.2f}")
+    ev = None
+    if not args.no_events:
+        import tempfile
+
+        log("events with the colours demo model, gated vs ungated ...")
+        with tempfile.TemporaryDirectory() as tmp:
+            ev = events_check(static, Path(tmp))
+        print(f"\nEvents for 'red' (colours demo model, {ev['fraction_embedded']:.1%} of frames embedded at 32 px): "
+              f"identical within 1 s: {ev['identical_within_1s']}")
+        print(f"  truth   {ev['truth']}\n  ungated {ev['ungated']}\n  gated   {ev['gated']}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"rows": rows, "loadavg": os.getloadavg()[0]}, indent=2) + "\n")
+        Path(args.json_out).write_text(json.dumps({"rows": rows, "events": ev, "loadavg": os.getloadavg()[0]}, indent=2) + "\n")
     return 0
 
 

@@ -111,9 +111,9 @@ def door_x(w: int, h: int) -> float:
     return w / 2 - 0.3 * h
 
 
-def _figure(h: int) -> np.ndarray:
-    """Boolean mask of a standing figure (head + body + legs), about a third of ``h`` tall."""
-    fh = max(8, int(h * 0.34)) // 2 * 2
+def _figure(h: int, scale: float = 0.34) -> np.ndarray:
+    """Boolean mask of a standing figure (head + body + legs), ``scale`` x ``h`` tall."""
+    fh = max(8, int(h * scale)) // 2 * 2
     fw = max(4, int(fh * 0.36)) // 2 * 2
     yy, xx = np.mgrid[0:fh, 0:fw].astype(np.float32)
     r = fw * 0.22
@@ -128,7 +128,7 @@ def _figure_pos(t: float, visit: tuple[float, float], w: int, h: int, fig: np.nd
     s, e = visit
     u = (t - s) / max(e - s, 1e-6)
     x = door_x(w, h) + 0.55 * h * math.sin(math.pi * u) - fig.shape[1] / 2
-    y = h * 0.62 - fig.shape[0] * 0.9 + 0.01 * h * math.sin(2 * math.pi * (t - s))
+    y = h * 0.62 + 0.1 * max(0, fig.shape[0] - 0.34 * h) - fig.shape[0] * 0.9 + 0.01 * h * math.sin(2 * math.pi * (t - s))
     return int(np.clip(x, 0, w - fig.shape[1])) // 2 * 2, int(np.clip(y, 0, h - fig.shape[0])) // 2 * 2
 
 
@@ -168,6 +168,7 @@ def make_cctv(
     flicker: float = 0.0,
     steps: Sequence[tuple[float, float]] = (),
     pan: float = 0.0,
+    figure: float = 0.34,
     crf: int = 28,
     gop_s: float = 2.0,
     seed: int = 0,
@@ -176,7 +177,8 @@ def make_cctv(
 
     ``subject``: visits ``(start, end)``; None: :func:`subject_visits` (~10 %). ``noise``: sensor
     noise sigma in 8-bit luma steps. ``steps``: ``(t, factor)`` brightness steps. ``pan``: camera
-    sweep speed in frame widths per second (0: fixed camera).
+    sweep speed in frame widths per second (0: fixed camera). ``figure``: the
+    subject's height as a fraction of the frame's (0.34: across the room; 0.6: near the camera).
     """
     import av
 
@@ -186,7 +188,7 @@ def make_cctv(
     visits = list(subject_visits(duration, seed=seed) if subject is None else subject)
     span = w + (int(w * 0.6) // 2 * 2 if pan else 0)
     base = _planes(scene(span, h, seed))
-    fig = _figure(h)
+    fig = _figure(h, figure)
     fig_yuv = _rgb_to_yuv(np.asarray(COLOURS[colour], np.float32))
     rng = np.random.default_rng(seed + 7)
     bank_y = rng.normal(0, noise, (NOISE_BANK, h, w)).astype(np.float32)
