@@ -1,0 +1,218 @@
+#!/usr/bin/env python
+"""Motion gating on CCTV-like footage: what the gate saves, what it costs (the gate alone).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ops/bench/motion.py
+    python ops/bench/motion.py --minutes 5 --moving-minutes 2      # quicker
+
+Footage (generated once under ``bench-out/cctv/`` with :mod:`vidsearch.demo.cctv`): 1080p at
+5 fps, H.264 CRF 28 with a keyframe every 2 s, a static textured scene with sensor noise and
+lighting drift, a red figure in view ~10 % of the time at known intervals; and the same scene
+with the camera sweeping all the time ("moving": everything changes).
+
+Measured, sampling 1 fps and decoding as ingest does (short side = the model's 224 px, centre crop),
+in 60 s chunks with a fresh :class:`vidsearch.core.motion.MotionGate` each (as a worker would):
+
+* ``decode``: decoding alone; ``decode+gate``: the same plus the gate's decisions;
+* the fraction of sampled frames the gate sends to the encoder;
+* correctness against the ground truth: every sampled frame whose reused embedding comes from a
+  frame with a different subject state (present / absent) is an error;
+* chunking: the decisions of 60 s chunks vs one pass over the whole file (must be identical);
+* events for "red" with the colours demo model (32 px crops), every frame embedded vs gated:
+  identical within 1 s, and the subject's known visits;
+* a projection of ingest time with the image encoder (``--model``, default the random ViT-B/32
+  of ``ops/bench/encoder.py`` when built): decode + gate + embedded frames / encoder images/s,
+  measured in the same run. The real gated ingest comparison comes with the ingest wiring.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from vidsearch.core import motion as M  # noqa: E402
+from vidsearch.core.plan import Sampling, plan_chunks  # noqa: E402
+from vidsearch.core.preprocess import center_crop  # noqa: E402
+from vidsearch.demo.cctv import Footage, make_cctv, make_moving  # noqa: E402
+from vidsearch.media.video import iter_frames  # noqa: E402
+
+SIZE = 224
+FIGURE = 0.6  # the subject's height / the frame's: near the camera, so the colours-only demo model sees it
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def footage(work: Path, kind: str, minutes: float, size=(1920, 1080), fps: int = 5) -> tuple[Footage, float]:
+    """The generated file (reused when its parameters match) and the seconds it took to generate (0: reused)."""
+    path = work / "cctv" / f"{kind}-{minutes:g}min-{size[1]}p-fig{FIGURE:g}.mp4"
+    stamp = path.with_suffix(".json")
+    if path.is_file() and stamp.is_file():
+        d = json.loads(stamp.read_text())
+        return Footage(path, d["duration"], tuple(d["size"]), d["fps"], [tuple(v) for v in d["subject"]], d["colour"], d["pan"]), 0.0
+    log(f"generating {path.name} ({minutes:g} min of {size[1]}p at {fps} fps) ...")
+    t0 = time.perf_counter()
+    make = make_moving if kind == "moving" else make_cctv
+    f = make(path, minutes * 60.0, size, fps, figure=FIGURE, **({"subject": []} if kind == "moving" else {}))
+    took = time.perf_counter() - t0
+    stamp.write_text(json.dumps({"duration": f.duration, "size": list(f.size), "fps": f.fps, "subject": f.subject,
+                                 "colour": f.colour, "pan": f.pan}))
+    log(f"  {took:.0f} s, {path.stat().st_size / 1e6:.0f} MB")
+    return f, took
+
+
+def run(f: Footage, gate_on: bool, chunk_s: float = 60.0, max_reuse_s: float = 60.0) -> dict:
+    """Decode (+ gate) the file in chunks; returns timings and the decisions."""
+    times, flags = [], []
+    t0, c0 = time.perf_counter(), time.process_time()
+    gate_s = 0.0
+    for start, end in plan_chunks(f.duration, chunk_s):
+        gate = M.MotionGate(max_reuse_s=max_reuse_s)
+        for t, img in iter_frames(f.path, start, end, Sampling("fps", 1.0), SIZE):
+            crop = center_crop(img, SIZE)
+            if gate_on:
+                g0 = time.perf_counter()
+                flags.append(gate.decide(t, crop))
+                gate_s += time.perf_counter() - g0
+            times.append(t)
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "gate_s": gate_s,
+            "times": times, "embed": flags}
+
+
+def errors(f: Footage, times: list[float], embed: list[bool]) -> int:
+    src = M.reuse_sources(embed)
+    return sum(f.subject_at(t) != f.subject_at(times[s]) for t, s in zip(times, src))
+
+
+def encoder_rate(model: str | None, work: Path, seconds: float = 6.0) -> tuple[str, float, float] | None:
+    """(model id, images per wall second, CPU seconds per image) at batch 32."""
+    from vidsearch.models.contract import load_model_info
+    from vidsearch.models.encoder import Encoder
+
+    path = Path(model) if model else work / "models" / "vit-b-32-random"
+    try:
+        info = load_model_info(path)
+    except Exception as e:  # noqa: BLE001 - no model: no projection
+        log(f"no encoder projection ({e})")
+        return None
+    enc = Encoder(info, providers="cpu")
+    x = np.random.default_rng(0).standard_normal((32, 3, info.image_size, info.image_size), dtype=np.float32)
+    enc.encode_images(x)
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds or n < 2:
+        enc.encode_images(x)
+        n += 1
+    return info.model_id, 32 * n / (time.perf_counter() - t0), (time.process_time() - c0) / (32 * n)
+
+
+def events_check(f: Footage, tmp: Path) -> dict:
+    """Events for "red" with the colours demo model: every frame embedded vs gated (60 s chunks)."""
+    from vidsearch.core.preprocess import to_tensor
+    from vidsearch.demo.models import colour_model
+    from vidsearch.models.encoder import Encoder
+    from vidsearch.retro.events import thresholds, video_events
+
+    info = colour_model(tmp / "demo-colours")
+    enc = Encoder(info, providers="cpu")
+    pts, every, flags = [], [], []
+    for start, end in plan_chunks(f.duration, 60.0):
+        gate, crops = M.MotionGate(max_reuse_s=60.0), []
+        for t, img in iter_frames(f.path, start, end, Sampling("fps", 1.0), info.image_size):
+            crops.append(center_crop(img, info.image_size))
+            pts.append(t)
+            flags.append(gate.decide(t, crops[-1]))
+        every.append(enc.encode_images(to_tensor(crops, info.mean, info.std)))
+    every = np.concatenate(every)
+    gated = M.expand(every[np.asarray(flags)], flags)
+    q = enc.encode_texts(["red"])[0]
+    out = {"fraction_embedded": float(np.mean(flags)), "truth": f.subject}
+    for name, emb in (("ungated", every), ("gated", gated)):
+        s = emb @ q
+        high, low = thresholds(s)
+        out[name] = [(e.start, e.end) for e in video_events("v", np.asarray(pts), s, high, low, duration=f.duration).events]
+    a, b = out["ungated"], out["gated"]
+    out["identical_within_1s"] = len(a) == len(b) and all(abs(x0 - y0) <= 1 and abs(x1 - y1) <= 1 for (x0, x1), (y0, y1) in zip(a, b))
+    return out
+
+
+def report(name: str, f: Footage, plain: dict, gated: dict, one_pass: dict | None, rate) -> dict:
+    n, k = len(gated["times"]), int(sum(gated["embed"]))
+    row = {"footage": name, "minutes": f.duration / 60, "subject_fraction": round(f.subject_fraction, 3), "frames": n,
+           "embedded": k, "fraction_embedded": k / n if n else 0.0, "decode_s": plain["wall_s"],
+           "decode_gate_s": gated["wall_s"], "gate_ms_per_frame": 1000 * gated["gate_s"] / max(n, 1),
+           "state_errors": errors(f, gated["times"], gated["embed"]) if f.subject else 0,
+           "chunks_match_one_pass": None if one_pass is None else one_pass["embed"] == gated["embed"]}
+    if rate:
+        model, ips, cpu_per_image = rate
+        row.update(model=model, encoder_images_per_s=ips, encoder_cpu_s_per_image=cpu_per_image,
+                   decode_cpu_s=plain["cpu_s"], decode_gate_cpu_s=gated["cpu_s"],
+                   projected_ungated_s=plain["wall_s"] + n / ips, projected_gated_s=gated["wall_s"] + k / ips,
+                   projected_ungated_cpu_s=plain["cpu_s"] + n * cpu_per_image,
+                   projected_gated_cpu_s=gated["cpu_s"] + k * cpu_per_image)
+        row["projected_speedup"] = row["projected_ungated_s"] / row["projected_gated_s"]
+        row["projected_speedup_cpu"] = row["projected_ungated_cpu_s"] / row["projected_gated_cpu_s"]
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=20.0, help="length of the static-camera footage (default 20)")
+    ap.add_argument("--moving-minutes", type=float, default=5.0, help="length of the moving footage (default 5)")
+    ap.add_argument("--model", help="image encoder for the projection (default: bench-out/models/vit-b-32-random)")
+    ap.add_argument("--no-one-pass", action="store_true", help="skip the chunks-vs-one-pass check")
+    ap.add_argument("--no-events", action="store_true", help="skip the events check with the colours demo model")
+    ap.add_argument("--work", default=str(REPO / "bench-out"))
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    log(f"cpus {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+    static, gen_s = footage(work, "static", args.minutes)
+    moving, gen_m = footage(work, "moving", args.moving_minutes)
+    rate = encoder_rate(args.model, work)
+    rows = []
+    for name, f in (("static", static), ("moving", moving)):
+        log(f"{name}: decode only, decode + gate ...")
+        plain, gated = run(f, False), run(f, True)
+        one = None if args.no_one_pass else run(f, True, chunk_s=f.duration + 1)
+        rows.append(report(name, f, plain, gated, one, rate))
+    print(f"\nMotion gate alone (1080p H.264 at 5 fps, sampled at 1 fps, {SIZE} px crops, 60 s chunks; "
+          f"generation {gen_s:.0f} s / {gen_m:.0f} s, 0 = reused)")
+    print(f"{'footage':8s} {'min':>4s} {'frames':>6s} {'embedded':>9s} {'decode s':>9s} {'+gate s':>8s} {'gate ms/f':>9s} "
+          f"{'errors':>6s} {'chunks=1 pass':>13s}")
+    for r in rows:
+        print(f"{r['footage']:8s} {r['minutes']:4.0f} {r['frames']:6d} {r['fraction_embedded']:9.1%} {r['decode_s']:9.1f} "
+              f"{r['decode_gate_s']:8.1f} {r['gate_ms_per_frame']:9.2f} {r['state_errors']:6d} {str(r['chunks_match_one_pass']):>13s}")
+    if rate:
+        print(f"\nProjected ingest with {rate[0]}: {rate[1]:.1f} images/s, {rate[2]:.3f} CPU-s per image "
+              "(decode + gate + embedded frames x encoder cost; CPU seconds hold better on a loaded machine):")
+        for r in rows:
+            print(f"  {r['footage']:8s} wall: ungated {r['projected_ungated_s']:6.0f} s, gated {r['projected_gated_s']:6.0f} s, "
+                  f"x{r['projected_speedup']:.2f} | CPU: decode {r['decode_cpu_s']:5.0f} s, +gate {r['decode_gate_cpu_s']:5.0f} s, "
+                  f"ungated {r['projected_ungated_cpu_s']:6.0f} s, gated {r['projected_gated_cpu_s']:6.0f} s, "
+                  f"x{r['projected_speedup_cpu']:.2f}")
+    ev = None
+    if not args.no_events:
+        import tempfile
+
+        log("events with the colours demo model, gated vs ungated ...")
+        with tempfile.TemporaryDirectory() as tmp:
+            ev = events_check(static, Path(tmp))
+        print(f"\nEvents for 'red' (colours demo model, {ev['fraction_embedded']:.1%} of frames embedded at 32 px): "
+              f"identical within 1 s: {ev['identical_within_1s']}")
+        print(f"  truth   {ev['truth']}\n  ungated {ev['ungated']}\n  gated   {ev['gated']}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"rows": rows, "events": ev, "loadavg": os.getloadavg()[0]}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
