@@ -22,6 +22,8 @@ class TimeRange:
     frames: int
     path: str | None = None
     thumbnail: str | None = None
+    #: where in the peak frame the hit is (x0, y0, x1, y1 fractions; an index with regions only)
+    box: tuple[float, float, float, float] | None = None
 
     @property
     def duration(self) -> float:
@@ -33,6 +35,10 @@ class TimeRange:
             d[k] = round(d[k], 3)
         for k in ("peak_score", "score"):
             d[k] = round(float(d[k]), 5)
+        if self.box is None:
+            d.pop("box")
+        else:
+            d["box"] = [round(float(v), 4) for v in self.box]
         return d
 
 
