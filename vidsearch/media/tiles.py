@@ -3,7 +3,8 @@
 Region 0 is prepared as whole-frame ingest prepares a frame (shortest side to the model's input
 size, centre square). A tile is resized to the model's square input whole (a 16:9 tile is
 squeezed, nothing is cut off), so its box is exactly what the model saw. Frames are decoded
-large enough for every tile to keep the model's resolution (:func:`~vidsearch.core.regions.decode_side`).
+large enough for every tile to keep the model's resolution (:func:`~vidsearch.core.regions.decode_side`),
+but never above the source's own.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 from vidsearch.core.plan import Sampling
 from vidsearch.core.preprocess import center_crop, resize_dims
 from vidsearch.core.regions import decode_side, layout, pixel_box
-from vidsearch.media.video import iter_frames
+from vidsearch.media.video import iter_frames, probe
 
 
 def region_crops(img: np.ndarray, boxes: Sequence[Sequence[float]], size: int) -> list[np.ndarray]:
@@ -38,6 +39,10 @@ def iter_region_crops(path: str | os.PathLike, start: float, end: float, samplin
     """``(pts, crop)`` for every region of every sampled frame: ``count(sampling.regions)``
     consecutive items per frame, region 0 first (the order of :func:`~vidsearch.core.regions.layout`)."""
     boxes = layout(sampling.regions)
-    for t, img in iter_frames(path, start, end, sampling, decode_side(sampling.regions, size)):
+    side = decode_side(sampling.regions, size)
+    info = probe(path)
+    if info.width and info.height:  # never upscale: a tile of a small source has what it has
+        side = max(size, min(side, info.width, info.height))
+    for t, img in iter_frames(path, start, end, sampling, side):
         for crop in region_crops(img, boxes, size):
             yield t, crop
