@@ -120,3 +120,23 @@ def test_thumbnails_and_evidence_draw_the_box(home, colour, wide, runner, tmp_pa
     from vidsearch.evidence.manifest import verify_manifest
 
     assert verify_manifest(tmp_path / "ev") == []
+
+
+def test_a_worker_gets_the_grid_from_the_chunk_spec(home, colour, wide, tmp_path):
+    """Distributed ingest: the spec a Celery task carries (JSON) is all a worker needs."""
+    import pyarrow.parquet as pq
+
+    from vidsearch.core.plan import ChunkSpec, Sampling, plan_video
+    from vidsearch.index.shards import IndexStore
+    from vidsearch.ingest.channels import process_chunk
+    from vidsearch.models.contract import sha256_file
+    from vidsearch.models.encoder import Encoder
+
+    spec = plan_video(sha256_file(wide), str(wide), 70.0, colour.model_id, Sampling(regions=2), 30.0)[0]
+    wire = ChunkSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    store = IndexStore(tmp_path / "idx")
+    marker = process_chunk(wire, Encoder.load("demo-colours"), store)
+    assert marker["regions"] == 2 and marker["frames"] == 30 and marker["rows"] == 150
+    table = pq.read_table(store.shard_path(spec))
+    assert table.column("region").to_pylist()[:6] == [0, 1, 2, 3, 4, 0]
+    assert table.column("box").to_pylist()[1] == pytest.approx([0.0, 0.0, 2 / 3, 2 / 3])
