@@ -22,7 +22,8 @@ class TimeRange:
     frames: int
     path: str | None = None
     thumbnail: str | None = None
-    #: where in the peak frame the hit is (x0, y0, x1, y1 fractions; an index with regions only)
+    #: where in the peak frame the hit is (x0, y0, x1, y1 fractions): the best region of an index with
+    #: regions, the line of text read on screen; None: the whole frame / not known
     box: tuple[float, float, float, float] | None = None
 
     @property
@@ -38,7 +39,7 @@ class TimeRange:
         if self.box is None:
             d.pop("box")
         else:
-            d["box"] = [round(float(v), 4) for v in self.box]
+            d["box"] = [round(float(v), 5) for v in self.box]
         return d
 
 
