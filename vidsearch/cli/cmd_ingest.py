@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vidsearch.core.plan import DEFAULT_CHUNK_S, Sampling
+from vidsearch.core.regions import MAX_GRID
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.local import LocalBackend
 from vidsearch.ingest.pipeline import ingest
@@ -49,6 +50,9 @@ def make_progress(quiet: bool):
 @providers_option
 @click.option("--fps", type=click.FloatRange(0, 120, min_open=True), default=1.0, show_default=True, help="Frames sampled per second of video.")
 @click.option("--keyframes", is_flag=True, help="Sample keyframes only (much faster; spacing follows the encoder's GOP).")
+@click.option("--regions", type=click.IntRange(1, MAX_GRID), default=1, show_default=True, metavar="N",
+              help="Also embed an N x N grid of overlapping tiles of each frame (2 or 3: small subjects in "
+                   "wide views; N*N+1 embeddings per frame; see docs/regions.md). 1: the whole frame only.")
 @click.option("--chunk", "chunk_s", type=click.FloatRange(min=1), default=DEFAULT_CHUNK_S, show_default=True, help="Chunk length in seconds (the unit of work).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True, help="Frames per inference batch.")
 @click.option("--ocr", is_flag=True, help="Also read on-screen text (every 2 s and at scene cuts) for "
@@ -63,7 +67,7 @@ def make_progress(quiet: bool):
 @json_option
 @pass_ctx
 @handle_errors
-def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size, ocr, tags, backend, broker, wait, quiet, as_json):
+def ingest_cmd(ctx, paths, model, providers, fps, keyframes, regions, chunk_s, batch_size, ocr, tags, backend, broker, wait, quiet, as_json):
     """Index the videos under PATHS (directories are walked recursively).
 
     Re-running on the same archive with the same model and settings does nothing; new files
@@ -75,7 +79,7 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, chunk_s, batch_size
     Exit status: 0 every file indexed whole (or queued for workers);
     1 an error, or nothing could be indexed; 3 some file failed or is partial.
     """
-    sampling = Sampling("keyframes") if keyframes else Sampling("fps", fps)
+    sampling = Sampling("keyframes", regions=regions) if keyframes else Sampling("fps", fps, regions)
     extra = ("ocr",) * ocr + ("tags",) * tags
     options = IngestOptions(chunk_s=chunk_s, sampling=sampling, batch_size=batch_size, channels=extra)
     if ocr and backend == "local":  # with celery the workers need the extra, not the submitter

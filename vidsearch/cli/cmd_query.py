@@ -89,6 +89,12 @@ def _print_ranges(ranges, *, on_screen: bool, thumbs: bool) -> None:
         for i, r in enumerate(ranges)
     ]
     cols = [("rank", "#"), ("video", "video"), ("start", "start"), ("end", "end"), ("peak", "peak"), ("score", "score")]
+    if any(getattr(r, "box", None) is not None for r in ranges):  # an index with regions: where the hit is
+        from vidsearch.core.regions import where
+
+        for row, r in zip(rows, ranges):
+            row["where"] = where(getattr(r, "box", None))
+        cols.append(("where", "where"))
     if on_screen:  # what was read on screen, and how it matched
         for row, r in zip(rows, ranges):
             row["text"] = f"{getattr(r, 'text', '')} ({getattr(r, 'match', '')})"

@@ -10,6 +10,8 @@ import hashlib
 import math
 from typing import Any
 
+from vidsearch.core.regions import check_grid
+
 DEFAULT_CHUNK_S = 60.0
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .avi .webm .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .dav .h264 .hevc".split()
@@ -18,27 +20,40 @@ VIDEO_EXTENSIONS = frozenset(
 
 @dataclasses.dataclass(frozen=True)
 class Sampling:
-    """``mode="fps"`` samples ``fps`` frames per second; ``mode="keyframes"`` decodes keyframes only."""
+    """``mode="fps"`` samples ``fps`` frames per second; ``mode="keyframes"`` decodes keyframes only.
+
+    ``regions``: the image channel's region grid (:mod:`vidsearch.core.regions`); part of the key
+    (``fps=1+regions=3``) only when it is not 1, so whole-frame chunks keep their ids.
+    """
 
     mode: str = "fps"
     fps: float = 1.0
+    regions: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in ("fps", "keyframes"):
             raise ValueError(f"unknown sampling mode {self.mode!r}")
         if self.mode == "fps" and not (0 < self.fps <= 120):
             raise ValueError("fps must be in (0, 120]")
+        check_grid(self.regions)
 
     @property
     def key(self) -> str:
-        return "keyframes" if self.mode == "keyframes" else f"fps={self.fps:g}"
+        key = "keyframes" if self.mode == "keyframes" else f"fps={self.fps:g}"
+        return key if self.regions == 1 else f"{key}+regions={self.regions}"
 
     @classmethod
     def parse(cls, key: str) -> "Sampling":
+        key, _, extra = key.partition("+")
+        regions = 1
+        if extra:
+            if not extra.startswith("regions=") or not extra[8:].isdigit():
+                raise ValueError(f"bad sampling key {key}+{extra!r}")
+            regions = int(extra[8:])
         if key == "keyframes":
-            return cls("keyframes")
+            return cls("keyframes", regions=regions)
         if key.startswith("fps="):
-            return cls("fps", float(key[4:]))
+            return cls("fps", float(key[4:]), regions)
         raise ValueError(f"bad sampling key {key!r}")
 
     def timestamps(self, start: float, end: float) -> list[float]:

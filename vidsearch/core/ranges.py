@@ -25,6 +25,9 @@ class TimeRange:
     #: the peak does not stand out from the scores of the frames searched (:func:`mark_weak`);
     #: None where not judged (left out of :meth:`to_dict`)
     weak: bool | None = None
+    #: where in the peak frame the hit is (x0, y0, x1, y1 fractions): the best region of an index with
+    #: regions, the line of text read on screen; None: the whole frame / not known
+    box: tuple[float, float, float, float] | None = None
 
     @property
     def duration(self) -> float:
@@ -38,6 +41,10 @@ class TimeRange:
             d[k] = round(float(d[k]), 5)
         if d["weak"] is None:
             del d["weak"]
+        if self.box is None:
+            d.pop("box")
+        else:
+            d["box"] = [round(float(v), 5) for v in self.box]
         return d
 
 

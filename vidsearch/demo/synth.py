@@ -132,3 +132,50 @@ def make_demo_archive(root: str | Path, size: tuple[int, int] = (320, 180)) -> l
     for i, (rel, (duration, scenes)) in enumerate(sorted(DEMO_ARCHIVE.items())):
         out.append(make_video(root / rel, duration, scenes, size=size, seed=i, creation_time=demo_creation_time(rel)))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Spot:
+    """A small square of ``colour`` covering ``area`` of the frame, centred at ``centre`` (fractions)."""
+
+    start: float
+    end: float
+    colour: str
+    centre: tuple[float, float] = (0.78, 0.22)
+    area: float = 0.03
+
+
+def make_spot_video(
+    path: str | Path,
+    duration: float,
+    spots: Iterable[Spot] = (),
+    tints: Iterable[tuple[float, float, str, float]] = (),
+    size: tuple[int, int] = (320, 180),
+    fps: int = 10,
+    background: str = BACKGROUND,
+    seed: int = 0,
+) -> Path:
+    """A still grey scene with small coloured squares (``spots``) and whole-frame colour casts
+    (``tints``: ``(start, end, colour, strength)``, the background mixed that much towards the
+    colour) at known times: what whole-frame embeddings miss and region embeddings find."""
+    spots, tints = list(spots), list(tints)
+    w, h = size
+    noise = np.random.default_rng(seed).integers(-6, 7, size=(h, w, 1), dtype=np.int16)
+    bg = _rgb(background).astype(np.float32)
+
+    def frames() -> Iterator[np.ndarray]:
+        for i in range(int(round(duration * fps))):
+            t = i / fps
+            base = bg
+            for start, end, colour, k in tints:
+                if start <= t < end:
+                    base = (1 - k) * bg + k * _rgb(colour)
+            img = np.clip(np.broadcast_to(base.round().astype(np.int16), (h, w, 3)) + noise, 0, 255).astype(np.uint8)
+            for s in spots:
+                if s.start <= t < s.end:
+                    side = max(2, int(round((s.area * w * h) ** 0.5)))
+                    x0, y0 = int(s.centre[0] * w) - side // 2, int(s.centre[1] * h) - side // 2
+                    img[max(0, y0) : y0 + side, max(0, x0) : x0 + side] = _rgb(s.colour)
+            yield img
+
+    return write_video(path, frames(), size, fps)

@@ -190,7 +190,7 @@ class _RangeWriter:
     def _thumbnail(self, r: dict, src: str, name: str) -> None:
         peak = float(r["peak_time"])
         try:
-            t = write_thumbnail(src, peak, self.out / "thumbs" / f"{name}_{peak:09.3f}.jpg", quality=90)
+            t = write_thumbnail(src, peak, self.out / "thumbs" / f"{name}_{peak:09.3f}.jpg", quality=90, box=r.get("box"))
         except VideoError as e:
             self.warnings.append(f"no thumbnail for range {r['rank']}: {e}")
             r["thumbnail"] = None

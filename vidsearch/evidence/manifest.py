@@ -62,7 +62,7 @@ def build_manifest(results: dict, ranges: list[dict], sources: list[dict], model
             **({"recorded_files": model["recorded_files"]} if model.get("recorded_files") else {}),
         },
         "sources": sources,
-        "ranges": [{k: r.get(k) for k in RANGE_KEYS} for r in ranges],
+        "ranges": [{**{k: r.get(k) for k in RANGE_KEYS}, **({"box": r["box"]} if r.get("box") else {})} for r in ranges],
         "clip_method": "stream copy from the keyframe at or before each range start (re-encode where the copy fails)" if copy
         else "re-encoded from each range start",
         "warnings": warnings,

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from vidsearch.core.ranges import format_ts, smooth
+from vidsearch.core.regions import where
 
 
 @dataclasses.dataclass
@@ -139,6 +140,7 @@ h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; word-break: brea
 table { border-collapse: collapse; margin-top: 8px; } td, th { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
 .meta td:first-child { color: #666; } .bad { color: #b00020; font-weight: bold; } .ok { color: #1b5e20; }
 img.thumb { width: 240px; height: auto; display: block; border: 1px solid #ccc; }
+img.thumb.boxed { width: 420px; }
 code { font-size: 12px; } .note { color: #666; font-size: 13px; }
 """
 
@@ -185,6 +187,14 @@ def _header(manifest: dict) -> list[str]:
     return parts
 
 
+def _box_note(box) -> str:
+    """Where the hit is, under a thumbnail that draws its box (an index with regions)."""
+    if not box:
+        return ""
+    nums = ", ".join(f"{v:.3f}" for v in box)
+    return f'<br><span class="note">hit {html.escape(where(box))}: box ({nums}) of the frame, enlarged on the right</span>'
+
+
 def _video_section(vid: str, ranges: list[dict], src: dict, plot: str) -> list[str]:
     e = html.escape
     status = ('<span class="ok">source verified: SHA-256 matches the index</span>' if src.get("verified")
@@ -193,8 +203,9 @@ def _video_section(vid: str, ranges: list[dict], src: dict, plot: str) -> list[s
              f"<p><code>{e(vid)}</code> {status}</p>", plot,
              "<table><tr><th>#</th><th>start</th><th>end</th><th>duration</th><th>peak</th><th>score</th><th>thumbnail</th><th>clip</th></tr>"]
     for r in sorted(ranges, key=lambda r: r["start"]):
-        thumb = (f'<img class="thumb" src="{e(r["thumbnail"]["path"])}" alt="frame at {format_ts(r["peak_time"])}">'
-                 if r.get("thumbnail") else "-")
+        cls = "thumb boxed" if r.get("box") else "thumb"
+        thumb = (f'<img class="{cls}" src="{e(r["thumbnail"]["path"])}" alt="frame at {format_ts(r["peak_time"])}">'
+                 if r.get("thumbnail") else "-") + _box_note(r.get("box"))
         clip = "-"
         if r.get("clip"):
             c = r["clip"]

@@ -1,5 +1,8 @@
 """The frames of one image model as a query scores them: video codes, times, embeddings (row-aligned).
 
+With regions (``ingest --regions``) the embedding matrix has a row per region of each frame, and
+the rest is per frame: :meth:`FrameIndex.scores` gives each frame the best score of its regions.
+
 Loaded from the float16 search matrix (:mod:`vidsearch.index.matrix`, brought up to date with the
 shards first), or straight from the Parquet shards where the index cannot be written.
 """
@@ -11,8 +14,9 @@ import logging
 
 import numpy as np
 
-from vidsearch.index.matrix import MatrixCache, matvec
+from vidsearch.core.regions import best_of_regions, frame_starts
 from vidsearch.errors import first_line
+from vidsearch.index.matrix import MatrixCache, matvec, read_boxes
 from vidsearch.index.shards import IndexStore, shard_problem
 
 log = logging.getLogger(__name__)
@@ -20,7 +24,8 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class FrameIndex:
-    """All frames of one model: video codes, times and the embedding matrix (row-aligned)."""
+    """All frames of one model: video codes and times (per frame) and the embedding matrix (a row per
+    frame, or with regions a row per region of each frame, the frame's rows together, region 0 first)."""
 
     model_id: str
     videos: list[str]  # code -> video_id
@@ -36,6 +41,10 @@ class FrameIndex:
     def skipped_frames(self) -> int:
         """Frames left out because their shards are damaged."""
         return sum((self.damaged or {}).values())
+    #: with regions: each frame's first ``emb`` row, and the row count at the end ([frames + 1])
+    frame_rows: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    region: np.ndarray | None = dataclasses.field(default=None, repr=False)  # per ``emb`` row: index into ``boxes``
+    boxes: list | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def empty(cls, model_id: str) -> "FrameIndex":
@@ -45,7 +54,27 @@ class FrameIndex:
         return len(self.pts)
 
     def scores(self, query: np.ndarray) -> np.ndarray:
-        return matvec(self.emb, query)
+        """Each frame's score: the best of its regions' (a frame without regions: its own)."""
+        s = matvec(self.emb, query)
+        return s if self.frame_rows is None else best_of_regions(s, self.frame_rows)
+
+    @property
+    def has_regions(self) -> bool:
+        return self.frame_rows is not None
+
+    def whole_frame_rows(self, frames: np.ndarray | None = None) -> np.ndarray | slice:
+        """The ``emb`` rows of the whole frames (region 0) of ``frames`` (default: every frame)."""
+        if self.frame_rows is None:
+            return slice(None) if frames is None else frames
+        return self.frame_rows[:-1] if frames is None else self.frame_rows[frames]
+
+    def peak_box(self, frame: int, query: np.ndarray) -> tuple | None:
+        """The box of ``frame``'s best region for ``query``; None without regions."""
+        if self.frame_rows is None or self.boxes is None:
+            return None
+        lo, hi = int(self.frame_rows[frame]), int(self.frame_rows[frame + 1])
+        best = lo + int(np.argmax(matvec(self.emb[lo:hi], query)))
+        return tuple(float(v) for v in self.boxes[int(self.region[best])])
 
     def rows_by_video(self) -> dict[int, np.ndarray]:
         """Row indices of each video code, in time order."""
@@ -57,9 +86,24 @@ class FrameIndex:
         return {int(codes[g[0]]): g for g in np.split(order, cuts) if len(g)} if len(order) else {}
 
 
+def with_regions(index: FrameIndex, region: np.ndarray | None, boxes: list | None) -> FrameIndex:
+    """``index`` loaded a row per region (``codes``, ``pts``, ``video_rows`` per row) made per frame;
+    unchanged when ``region`` is None (every row a whole frame)."""
+    if region is None:
+        return index
+    starts = frame_starts(region)
+    whole = starts[:-1]
+    rows_by_video = index.rows_by_video()
+    video_rows = {c: np.searchsorted(whole, g[region[g] == 0]) for c, g in rows_by_video.items()}
+    return dataclasses.replace(index, codes=index.codes[whole], pts=index.pts[whole], video_rows=video_rows,
+                               frame_rows=starts, region=region, boxes=list(boxes or [(0.0, 0.0, 1.0, 1.0)]))
+
+
 def open_matrix(cache: MatrixCache, refresh: bool = True) -> FrameIndex:
     """The frame index of a matrix cache, memory-mapped (refreshed first)."""
-    return FrameIndex(cache.model_id, *cache.open(refresh=refresh))
+    m = cache.open(refresh=refresh)
+    index = FrameIndex(cache.model_id, m.videos, m.codes, m.pts, m.emb, m.video_rows, damaged=m.damaged or None)
+    return with_regions(index, m.region, m.boxes)
 
 
 def read_parquet_index(store: IndexStore, model_id: str) -> FrameIndex:
@@ -68,13 +112,16 @@ def read_parquet_index(store: IndexStore, model_id: str) -> FrameIndex:
     import pyarrow.parquet as pq
 
     videos: dict[str, int] = {}
-    codes, pts, embs = [], [], []
+    codes, pts, embs, boxes = [], [], [], []
     damaged: dict[str, int] = {}
     for path, marker in store.done_shard_markers(model_id):
         try:
             data = pa.py_buffer(path.read_bytes())
             problem = shard_problem(path, marker, data=data)
-            t = None if problem else pq.read_table(pa.BufferReader(data), columns=["video_id", "pts", "embedding"])
+            if not problem:
+                names = pq.read_schema(pa.BufferReader(data)).names
+                t = pq.read_table(pa.BufferReader(data),
+                                  columns=["video_id", "pts", "embedding", *(["box"] if "box" in names else [])])
         except (OSError, ValueError) as e:
             problem = f"unreadable ({first_line(e)})"
         if problem:
@@ -83,6 +130,8 @@ def read_parquet_index(store: IndexStore, model_id: str) -> FrameIndex:
             continue
         if t.num_rows == 0:
             continue
+        box = read_boxes(t)
+        boxes.append(np.tile(np.float32([0, 0, 1, 1]), (t.num_rows, 1)) if box is None else box)
         code = videos.setdefault(t.column("video_id")[0].as_py(), len(videos))
         codes.append(np.full(t.num_rows, code, dtype=np.int32))
         pts.append(t.column("pts").to_numpy())
@@ -90,8 +139,15 @@ def read_parquet_index(store: IndexStore, model_id: str) -> FrameIndex:
         embs.append(col.values.to_numpy(zero_copy_only=False).reshape(t.num_rows, col.type.list_size))
     if not embs:
         return dataclasses.replace(FrameIndex.empty(model_id), damaged=damaged)
-    return FrameIndex(model_id, list(videos), np.concatenate(codes), np.concatenate(pts), np.concatenate(embs),
-                      damaged=damaged)
+    index = FrameIndex(model_id, list(videos), np.concatenate(codes), np.concatenate(pts), np.concatenate(embs),
+                       damaged=damaged)
+    table, region = np.unique(np.round(np.concatenate(boxes), 4), axis=0, return_inverse=True)
+    full = int(np.flatnonzero((table == [0, 0, 1, 1]).all(1))[0]) if len(table) > 1 else 0
+    if len(table) == 1:
+        return index
+    order = np.r_[full, np.delete(np.arange(len(table)), full)]  # the whole frame is code 0
+    code = np.argsort(order)[region.reshape(-1)]
+    return with_regions(index, code, [tuple(float(v) for v in table[i]) for i in order])
 
 
 def load_frame_index(store: IndexStore, model_id: str) -> FrameIndex:

@@ -9,6 +9,7 @@ a memory-mapped ``float16`` matrix that holds every done shard's rows::
         emb-<gen>.f16              [rows, dim] float16, C order (``.f32`` with VIDSEARCH_MATRIX_DTYPE=float32)
         pts-<gen>.f64              [rows] frame times (seconds)
         codes-<gen>.i32            [rows] video code (index into manifest["videos"])
+        regions-<gen>.i16          [rows] region code (index into manifest["boxes"]; 0: the whole frame)
         shards-<gen>-<rows>.json   which shards the rows came from: key -> [row0, n, marker mtime_ns, marker size, start, code]
         .lock                      one writer at a time (flock)
 
@@ -59,7 +60,7 @@ from vidsearch.settings import current
 log = logging.getLogger(__name__)
 
 MATRIX = "matrix"
-FORMAT = 1
+FORMAT = 2  # 2: region codes (``ingest --regions``); a format 1 copy is rebuilt
 MANIFEST = "manifest.json"
 #: a directory modified this close to a scan is listed again next time (mtime granularity)
 RACY_NS = 2_000_000_000
@@ -265,6 +266,9 @@ class MatrixCache:
     def _codes_path(self, gen: int) -> Path:
         return self.dir / f"codes-{gen}.i32"
 
+    def _regions_path(self, gen: int) -> Path:
+        return self.dir / f"regions-{gen}.i16"
+
     # -- reading ---------------------------------------------------------------------------
     def read_manifest(self) -> dict | None:
         try:
@@ -326,13 +330,15 @@ class MatrixCache:
         emb = np.memmap(self._emb_path(gen, dtype), dtype=np.dtype(dtype), mode="r", shape=(rows, dim))
         pts = np.fromfile(self._pts_path(gen), dtype=np.float64, count=rows)
         codes = np.fromfile(self._codes_path(gen), dtype=np.int32, count=rows)
-        if len(pts) != rows or len(codes) != rows:
+        region = np.fromfile(self._regions_path(gen), dtype=np.int16, count=rows)
+        if len(pts) != rows or len(codes) != rows or len(region) != rows:
             raise FileNotFoundError("matrix files shorter than the manifest")
         groups: dict[int, list[np.ndarray]] = {}
         for code, r0, n in m["segments"]:
             groups.setdefault(int(code), []).append(np.arange(r0, r0 + n, dtype=np.int64))
         rows_by_video = {c: (g[0] if len(g) == 1 else np.concatenate(g)) for c, g in groups.items()}
-        return MatrixRows(videos, codes, pts, emb, rows_by_video, self._damaged(m))
+        boxes = [tuple(b) for b in m.get("boxes") or [FULL_BOX]]
+        return MatrixRows(videos, codes, pts, emb, rows_by_video, self._damaged(m), region if region.any() else None, boxes)
 
     def _damaged(self, m: dict) -> dict[str, int]:
         """The manifest's damaged shards as ``{shard path: frames left out}``."""
@@ -389,8 +395,8 @@ class MatrixCache:
         for d in sorted(dirs):
             markers.update(self._list_markers(d))
         empty = {"format": FORMAT, "model_id": self.model_id, "dtype": self.dtype, "gen": gen, "rows": 0, "dim": 0,
-                 "videos": [], "segments": []}
-        for p in (self._emb_path(gen, self.dtype), self._pts_path(gen), self._codes_path(gen)):
+                 "videos": [], "segments": [], "boxes": [FULL_BOX]}
+        for p in (self._emb_path(gen, self.dtype), self._pts_path(gen), self._codes_path(gen), self._regions_path(gen)):
             p.unlink(missing_ok=True)
         manifest = self._append(empty, {}, markers, dirs, scan_start)
         self.last_action = "rebuild"
@@ -405,28 +411,29 @@ class MatrixCache:
         rows, dim = int(manifest["rows"]), int(manifest["dim"])
         videos: list[str] = list(manifest["videos"])
         code_of = {v: i for i, v in enumerate(videos)}
+        boxes = BoxCodes(manifest.get("boxes") or [FULL_BOX])
         table = dict(table)
-        paths = (self._emb_path(gen, dtype), self._pts_path(gen), self._codes_path(gen))
-        with _RowWriter(paths, (rows * dim * np.dtype(dtype).itemsize, rows * 8, rows * 4)) as out:
+        paths = (self._emb_path(gen, dtype), self._pts_path(gen), self._codes_path(gen), self._regions_path(gen))
+        with _RowWriter(paths, (rows * dim * np.dtype(dtype).itemsize, rows * 8, rows * 4, rows * 2)) as out:
             # in video order, then time order: a full build lays out each video contiguously
             for key in sorted(new, key=_key_order):
                 shard = self._read_shard(key, dim)
                 if isinstance(shard, int):  # damaged: left out
                     damaged[key] = shard
                     continue
-                vid, start, pts, emb = shard
+                vid, start, pts, emb, box = shard
                 code = -1
                 if len(pts):
                     dim = emb.shape[1]
                     code = code_of.setdefault(vid, len(videos))
                     if code == len(videos):
                         videos.append(vid)
-                    out.add(emb.astype(dtype), pts, code)
+                    out.add(emb.astype(dtype), pts, code, boxes.codes(box, len(pts)))
                 table[key] = [rows, len(pts), *new[key], start, code]
                 rows += len(pts)
         out = {
             "format": FORMAT, "model_id": self.model_id, "dtype": dtype, "gen": gen, "rows": rows, "dim": dim,
-            "videos": videos, "segments": _segments(table), "dirs": record_dirs(dirs, scan_start),
+            "videos": videos, "segments": _segments(table), "boxes": boxes.boxes, "dirs": record_dirs(dirs, scan_start),
             "shards_file": f"shards-{gen}-{rows}.json", "updated_at": time.time(), "damaged": damaged,
         }
         self._commit(out, table)
@@ -434,9 +441,10 @@ class MatrixCache:
         self.last_appended = len(new)
         return out
 
-    def _read_shard(self, key: str, dim: int) -> tuple[str, float, np.ndarray, np.ndarray] | int:
-        """(video id, chunk start, pts, embeddings) of the chunk whose marker is ``key``, rows in time
-        order; the number of frames left out (logged in one line) when its shard is damaged."""
+    def _read_shard(self, key: str, dim: int) -> tuple[str, float, np.ndarray, np.ndarray, np.ndarray | None] | int:
+        """(video id, chunk start, pts, embeddings, boxes [n, 4] or None: all whole frame) of the chunk
+        whose marker is ``key``, rows in time order; the number of frames left out (logged in one
+        line) when its shard is damaged."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -450,7 +458,9 @@ class MatrixCache:
                 data = src.read_buffer()
                 problem = shard_problem(shard, marker, data=data)  # its bytes are read anyway: hash them
                 if problem is None:
-                    t = pq.ParquetFile(pa.BufferReader(data)).read(columns=["pts", "embedding"], use_threads=False)
+                    f = pq.ParquetFile(pa.BufferReader(data))
+                    t = f.read(columns=["pts", "embedding", *(["box"] if "box" in f.schema_arrow.names else [])],
+                               use_threads=False)
         except (OSError, ValueError) as e:
             problem = f"unreadable ({first_line(e)})"
         if problem is not None:
@@ -459,7 +469,7 @@ class MatrixCache:
             return frames
         n = t.num_rows
         if not n:
-            return vid, start, np.zeros(0), np.zeros((0, dim), np.float32)
+            return vid, start, np.zeros(0), np.zeros((0, dim), np.float32), None
         col = t.column("embedding").combine_chunks()
         width = col.type.list_size
         if dim and width != dim:
@@ -468,8 +478,9 @@ class MatrixCache:
             raise IndexError_(f"{d / name}: {width}-dim embeddings in a {dim}-dim index of {self.model_id}")
         emb = col.values.to_numpy(zero_copy_only=False).reshape(n, width)
         pts = t.column("pts").to_numpy()
-        order = np.argsort(pts, kind="stable")
-        return vid, start, np.ascontiguousarray(pts[order], dtype=np.float64), emb[order]
+        order = np.argsort(pts, kind="stable")  # stable: a frame's regions stay in order, region 0 first
+        box = read_boxes(t)
+        return vid, start, np.ascontiguousarray(pts[order], dtype=np.float64), emb[order], None if box is None else box[order]
 
     def _commit(self, manifest: dict, table: dict[str, list]) -> None:
         """Write the shard table, then the manifest (the commit point); drop what no longer counts."""
@@ -482,7 +493,7 @@ class MatrixCache:
         """Files of other generations and old shard tables (a reader that mapped them keeps its inode)."""
         gen, dtype = int(manifest["gen"]), manifest["dtype"]
         keep = {MANIFEST, ".lock", manifest["shards_file"], self._emb_path(gen, dtype).name,
-                self._pts_path(gen).name, self._codes_path(gen).name}
+                self._pts_path(gen).name, self._codes_path(gen).name, self._regions_path(gen).name}
         for p in self.dir.iterdir():
             if p.name not in keep and not p.name.startswith("."):
                 p.unlink(missing_ok=True)
@@ -497,6 +508,8 @@ class MatrixRows(NamedTuple):
     emb: np.ndarray  # [N, dim], memory-mapped
     video_rows: dict[int, np.ndarray] | None = None  # each video's rows in time order
     damaged: dict[str, int] | None = None  # damaged shards left out: shard path -> frames
+    region: np.ndarray | None = None  # int16 [N] index into ``boxes``; None: every row is a whole frame
+    boxes: list | None = None
 
 
 class _RowWriter:
@@ -506,7 +519,7 @@ class _RowWriter:
     def __init__(self, paths: tuple[Path, ...], sizes: tuple[int, ...]):
         self.paths, self.sizes = paths, sizes
         self.files: list = []
-        self.bufs: tuple[list, list, list] = ([], [], [])
+        self.bufs: tuple[list, ...] = tuple([] for _ in paths)
         self.buffered = 0
 
     def __enter__(self) -> "_RowWriter":
@@ -521,8 +534,8 @@ class _RowWriter:
             raise
         return self
 
-    def add(self, emb: np.ndarray, pts: np.ndarray, code: int) -> None:
-        for buf, a in zip(self.bufs, (emb, pts, np.full(len(pts), code, dtype=np.int32))):
+    def add(self, emb: np.ndarray, pts: np.ndarray, code: int, region: np.ndarray) -> None:
+        for buf, a in zip(self.bufs, (emb, pts, np.full(len(pts), code, dtype=np.int32), region)):
             buf.append(a)
         self.buffered += len(pts)
         if self.buffered >= WRITE_ROWS:
@@ -548,6 +561,38 @@ class _RowWriter:
     def _close(self) -> None:
         for f in self.files:
             f.close()
+
+
+FULL_BOX = [0.0, 0.0, 1.0, 1.0]
+
+
+def read_boxes(table) -> np.ndarray | None:
+    """The ``box`` column of a shard table as float32 [n, 4]; None when it has none (all whole frames)."""
+    if "box" not in table.column_names:
+        return None
+    col = table.column("box").combine_chunks()
+    return col.values.to_numpy(zero_copy_only=False).reshape(table.num_rows, 4)
+
+
+class BoxCodes:
+    """The boxes a matrix has seen (``manifest["boxes"]``, the whole frame first) and each row's code."""
+
+    def __init__(self, boxes: list):
+        self.boxes = [[round(float(v), 4) for v in b] for b in boxes]
+        self.code_of = {tuple(b): i for i, b in enumerate(self.boxes)}
+
+    def codes(self, box: np.ndarray | None, n: int) -> np.ndarray:
+        if box is None:
+            return np.zeros(n, np.int16)
+        uniq, inverse = np.unique(np.round(box.astype(np.float64), 4), axis=0, return_inverse=True)
+        table = np.array([self._code(tuple(float(v) for v in b)) for b in uniq], np.int16)
+        return table[inverse.reshape(-1)]
+
+    def _code(self, box: tuple) -> int:
+        if box not in self.code_of:
+            self.code_of[box] = len(self.boxes)
+            self.boxes.append(list(box))
+        return self.code_of[box]
 
 
 def _key_order(key: str) -> tuple[str, str]:

@@ -56,12 +56,19 @@ def shard_schema(*fields):
     return pa.schema(key + list(fields), metadata={b"vidsearch.schema": str(SCHEMA_VERSION).encode()})
 
 
-def frames_schema(dim: int | None):
-    """The image channel's shard schema (``dim`` None: any width, as the catalog's empty ``frames`` view)."""
+def frames_schema(dim: int | None, regions: bool = False):
+    """The image channel's shard schema (``dim`` None: any width, as the catalog's empty ``frames`` view).
+
+    ``regions``: with a ``region`` (0: the whole frame) and a ``box`` column (x0, y0, x1, y1 as
+    fractions of the frame), as written by ``ingest --regions``; a shard without them is all region 0.
+    """
     import pyarrow as pa
 
     vector = pa.list_(pa.float32()) if dim is None else pa.list_(pa.float32(), dim)
-    return shard_schema(pa.field("embedding", vector, nullable=False))
+    fields = [pa.field("embedding", vector, nullable=False)]
+    if regions:
+        fields += [pa.field("region", pa.int32(), nullable=False), pa.field("box", pa.list_(pa.float32(), 4), nullable=False)]
+    return shard_schema(*fields)
 
 
 def unique_name() -> str:
@@ -132,6 +139,18 @@ def shard_problem(path: str | os.PathLike, marker: dict, data=None, full: bool =
     return None
 
 
+def _region_arrays(regions: tuple[np.ndarray, np.ndarray] | None, n: int) -> list:
+    """The ``region`` and ``box`` columns of a shard's rows (none without regions)."""
+    import pyarrow as pa
+
+    if regions is None:
+        return []
+    region, box = np.asarray(regions[0], np.int32), np.asarray(regions[1], np.float32).reshape(-1, 4)
+    if len(region) != n or len(box) != n:
+        raise ValueError("regions and embeddings differ in length")
+    return [pa.array(region, pa.int32()), pa.FixedSizeListArray.from_arrays(pa.array(box.reshape(-1), pa.float32()), 4)]
+
+
 class IndexStore:
     """The shard side of an index directory (safe to use from many processes and machines)."""
 
@@ -163,8 +182,11 @@ class IndexStore:
     def is_done(self, spec: ChunkSpec) -> bool:
         return self.marker_path(spec).exists()
 
-    def write_shard(self, spec: ChunkSpec, pts: np.ndarray, embeddings: np.ndarray, extra: dict | None = None) -> dict:
-        """Write the chunk's frame embeddings (temp file + rename), then its done marker. Idempotent."""
+    def write_shard(self, spec: ChunkSpec, pts: np.ndarray, embeddings: np.ndarray, extra: dict | None = None,
+                    regions: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+        """Write the chunk's frame embeddings (temp file + rename), then its done marker. Idempotent.
+
+        ``regions``: (region [N] int, box [N, 4]) of each row, for a chunk ingested with regions."""
         import pyarrow as pa
 
         pts = np.asarray(pts, dtype=np.float64)
@@ -180,8 +202,9 @@ class IndexStore:
                 pa.array(pts, pa.float64()),
                 pa.array([spec.model_id] * n, pa.string()),
                 pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim),
+                *_region_arrays(regions, n),
             ],
-            schema=frames_schema(dim),
+            schema=frames_schema(dim, regions is not None),
         )
         return self.write_table_shard(spec, table, extra={"frames": n, "dim": dim, **(extra or {})})
 

@@ -14,11 +14,13 @@ import numpy as np
 from vidsearch.core.coverage import chunk_coverage
 from vidsearch.core.plan import ChunkSpec, Sampling, plan_video
 from vidsearch.core.preprocess import center_crop, to_tensor
+from vidsearch.core.regions import layout
 from vidsearch.errors import UserError, VideoError
 from vidsearch.index import matrix
 from vidsearch.index.channel import AliasView, ShardView, View
 from vidsearch.index.shards import IndexStore, frames_schema, model_slug
 from vidsearch.media.prefetch import Prefetch, prefetch
+from vidsearch.media.tiles import iter_region_crops
 from vidsearch.media.video import DecodeReport, iter_frames
 from vidsearch.models.contract import ModelInfo
 
@@ -30,8 +32,12 @@ class ImageEncoder(Protocol):
 
 
 def sampled_crops(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray]]:
-    """(pts, square uint8 crop) for every sampled frame of the chunk (damaged packets: see ``report``)."""
+    """(pts, square uint8 crop) for every sampled frame of the chunk (every region of it, with regions;
+    damaged packets: see ``report``)."""
     sampling = Sampling.parse(spec.sampling)
+    if sampling.regions > 1:
+        yield from iter_region_crops(spec.path, spec.start, spec.end, sampling, info.image_size, report=report)
+        return
     for t, img in iter_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
         yield t, center_crop(img, info.image_size)
 
@@ -103,8 +109,22 @@ def embed_chunk(
         err = VideoError(f"{spec.path}: no frames could be decoded between {spec.start:.0f}s and {spec.end:.0f}s (truncated or corrupt?)")
         store.write_failed(spec, str(err))
         raise err
-    extra = {"seconds": round(time.perf_counter() - t0, 4), **coverage_fields(spec, pts, getattr(frames, "report", None))}
-    return store.write_shard(spec, pts, emb, extra=extra)
+    extra, regions = region_rows(spec.sampling, len(pts))
+    frame_pts = np.unique(pts) if regions is not None else pts  # with regions a frame has several rows
+    extra = {"seconds": round(time.perf_counter() - t0, 4), **extra,
+             **coverage_fields(spec, frame_pts, getattr(frames, "report", None))}
+    return store.write_shard(spec, pts, emb, extra=extra, regions=regions)
+
+
+def region_rows(sampling_key: str, rows: int) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
+    """(marker fields, (region, box) per row) of a chunk's ``rows`` embeddings: none without regions;
+    with them, ``frames`` counts frames (not rows) and ``regions`` names the grid."""
+    grid = Sampling.parse(sampling_key).regions
+    if grid == 1:
+        return {}, None
+    boxes = np.asarray(layout(grid), np.float32)
+    region = np.arange(rows) % len(boxes)
+    return {"frames": rows // len(boxes), "rows": rows, "regions": grid}, (region, boxes[region])
 
 
 class ImageChannel:

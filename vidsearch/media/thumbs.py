@@ -1,4 +1,5 @@
-"""Thumbnails of range peaks (PyAV decode + Pillow JPEG)."""
+"""Thumbnails of range peaks (PyAV decode + Pillow JPEG); a range with a box gets it drawn and its
+enlarged crop beside the frame (:mod:`vidsearch.media.annotate`)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,14 +12,27 @@ from vidsearch.media.video import read_frame_at
 
 
 def thumbnail_name(r: TimeRange) -> str:
-    return f"{hashlib.sha256(r.video_id.encode()).hexdigest()[:10]}_{r.peak_time:010.3f}.jpg"
+    boxed = "" if r.box is None else "_" + hashlib.sha256(repr([round(v, 4) for v in r.box]).encode()).hexdigest()[:6]
+    return f"{hashlib.sha256(r.video_id.encode()).hexdigest()[:10]}_{r.peak_time:010.3f}{boxed}.jpg"
 
 
-def write_thumbnail(src: str, t: float, target: Path, max_side: int = 480, quality: int = 88) -> Path:
-    """A JPEG of the frame of ``src`` at ``t`` seconds. Raises VideoError."""
+#: the largest side a frame is decoded at to cut a box's crop from
+CROP_SOURCE_SIDE = 4096
+
+
+def write_thumbnail(src: str, t: float, target: Path, max_side: int = 480, quality: int = 88, box=None) -> Path:
+    """A JPEG of the frame of ``src`` at ``t`` seconds (with ``box`` drawn and its crop beside it,
+    unless the box is the whole frame). Raises VideoError."""
     from PIL import Image
 
-    img = read_frame_at(src, t, max_side=max_side)
+    from vidsearch.core.regions import is_full
+
+    if is_full(box):
+        img = read_frame_at(src, t, max_side=max_side)
+    else:
+        from vidsearch.media.annotate import annotated
+
+        img = annotated(read_frame_at(src, t, max_side=CROP_SOURCE_SIDE), box, max_side=max_side)
     target.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(target, quality=quality)
     return target
@@ -34,7 +48,7 @@ def write_thumbnails(ranges: Iterable[TimeRange], out_dir: str | Path, max_side:
         target = out_dir / thumbnail_name(r)
         if not target.exists():
             try:
-                write_thumbnail(r.path, r.peak_time, target, max_side=max_side)
+                write_thumbnail(r.path, r.peak_time, target, max_side=max_side, box=r.box)
             except VideoError:
                 continue
         r.thumbnail = str(target)

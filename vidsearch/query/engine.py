@@ -89,9 +89,11 @@ def search_vector(
             r.path = paths.get(vid)
             found.append(r)
     _mark_weak(found, scores, groups, index)
+    ranked = rank(found, top)
+    set_peak_boxes(index, groups, ranked, query_vec)
     return QueryResult(
         query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,
-        frames_scanned=int(n_considered), ranges=rank(found, top), seconds=time.perf_counter() - t0,
+        frames_scanned=int(n_considered), ranges=ranked, seconds=time.perf_counter() - t0,
         smooth_s=smooth_s, skipped_no_time=sel.skipped_no_time,
     )
 
@@ -104,6 +106,19 @@ def _mark_weak(found: list[TimeRange], scores: np.ndarray, groups: dict[int, np.
     per_video = {index.videos[c]: scores[g] for c, g in groups.items() if index.videos[c] in hit}
     whole = scores if sum(len(g) for g in groups.values()) == len(scores) else scores[np.concatenate(list(groups.values()))]
     mark_weak(found, whole, per_video)
+
+
+def set_peak_boxes(index: FrameIndex, groups: dict[int, np.ndarray], ranges: Sequence[TimeRange], query_vec: np.ndarray) -> None:
+    """Set each range's ``box``: where in its peak frame the best region for ``query_vec`` is (an
+    index with regions only; a frame's score is the best of its regions, with no blend)."""
+    if not index.has_regions:
+        return
+    rows_of = {index.videos[c]: rows for c, rows in groups.items()}
+    for r in ranges:
+        rows = rows_of.get(r.video_id)
+        if rows is not None and len(rows):
+            i = min(int(np.searchsorted(index.pts[rows], r.peak_time - 1e-6)), len(rows) - 1)
+            r.box = index.peak_box(int(rows[i]), query_vec)
 
 
 def _glob_match(path: str, pattern: str) -> bool:

@@ -113,7 +113,8 @@ def apply_feedback(index: FrameIndex, query: np.ndarray, feedback: Sequence[Feed
     irr = [range_rows(index, by_code, f.video_id, f.start, f.end) for f in feedback if not f.relevant]
     rel_rows = np.concatenate(rel) if rel else np.zeros(0, dtype=np.int64)
     irr_rows = np.concatenate(irr) if irr else np.zeros(0, dtype=np.int64)
-    moved = rocchio(query, index.emb[rel_rows], index.emb[irr_rows])
+    emb_rows = index.whole_frame_rows
+    moved = rocchio(query, index.emb[emb_rows(rel_rows)], index.emb[emb_rows(irr_rows)])
     return moved, {"relevant": int(len(rel_rows)), "not_relevant": int(len(irr_rows))}
 
 

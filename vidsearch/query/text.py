@@ -30,7 +30,7 @@ class TextRange(TimeRange):
 
     text: str | None = None
     match: str | None = None  # exact | fuzzy | semantic
-    box: list[float] | None = None  # x0, y0, x1, y1 of that line (fractions of the frame)
+    # ``box`` (TimeRange's): x0, y0, x1, y1 of that line (fractions of the frame)
 
 
 def hit_ranges(
@@ -230,7 +230,7 @@ def _found_ranges(sampled: dict[str, list[float]], best: dict[tuple[str, float],
             if min_score is not None and r.score < min_score:
                 continue
             _score, text, kind, box = best[(vid, r.peak_time)]
-            found.append(TextRange(**vars(r), text=text, match=kind, box=box))
+            found.append(TextRange(**{**vars(r), "box": box}, text=text, match=kind))
     return found, frames_scanned
 
 

@@ -243,8 +243,9 @@ def classify_frames(
                         "use words it knows (the demo model knows only colours)")
     index = index if index is not None else load_frame_index(store, encoder.info.model_id)
     sel = select_frames(store, index, video_glob=video_glob, after=after, before=before)
-    # one pass over the (possibly memory-mapped float16) matrix scores every label at once
-    probs = frame_probs(index.emb, mat)
+    # one pass over the (possibly memory-mapped float16) matrix scores every label at once;
+    # labels describe the whole scene: with regions, the whole-frame rows (region 0) are classified
+    probs = frame_probs(index.emb, mat)[index.whole_frame_rows()]
     videos = [
         label_timeline(s.video_id, s.pts, s.values, labels, smooth_s=smooth_s, min_prob=min_prob,
                        min_segment_s=min_segment_s, duration=s.duration, path=s.path)

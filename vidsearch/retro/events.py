@@ -25,7 +25,7 @@ from vidsearch.core.clip import contrast_scores
 from vidsearch.core.ranges import TimeRange, adaptive_threshold, video_ranges
 from vidsearch.errors import UserError
 from vidsearch.index.shards import IndexStore
-from vidsearch.query.engine import FrameIndex, load_frame_index, select_frames, video_series
+from vidsearch.query.engine import FrameIndex, load_frame_index, select_frames, set_peak_boxes, video_series
 from vidsearch.query.vectors import query_label, query_vectors
 
 #: Default thresholds, as fractions of the way from the median score to the best score over
@@ -222,6 +222,7 @@ def find_events(
                      min_duration_s=min_duration_s, duration=s.duration, path=s.path, creation_time=s.creation_time)
         for s in video_series(index, sel, scores)
     ]
+    set_peak_boxes(index, sel.groups, [e for v in videos for e in v.events], pos)
     return EventsResult(
         query=query_label(texts, negatives, images), model_id=index.model_id, semantics=encoder.info.semantics,
         prompts=list(texts), negatives=list(negatives), images=[str(p) for p in images], high=hi, low=lo,
