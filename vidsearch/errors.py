@@ -24,7 +24,7 @@ class VideoError(UserError):
     """A file that cannot be read as a video (corrupt, truncated, no video stream...)."""
 
 
-class IndexError_(UserError):
+class IndexUnusableError(UserError):
     """The index is missing, or asked for something it does not hold."""
 
 

@@ -108,6 +108,13 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, regions, chunk_s, b
         report = ingest(paths, store, info, runner, options, progress=progress, on_plan=on_plan)
     finally:
         close()
+    _summarise(report, as_json=as_json, ocr=ocr, tags=tags)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+def _summarise(report, *, as_json: bool, ocr: bool, tags: bool) -> None:
+    """The ingest summary: JSON, or lines on stdout; failures and partial files on stderr."""
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -132,5 +139,3 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, regions, chunk_s, b
     for p in report.partial_files:  # also with --json: stdout stays JSON
         gaps = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in p["missing"])
         click.echo(f"partial: {escape_line(p['path'])}: no frames for {gaps} ({p['missing_s']:.1f}s; damaged or truncated video)", err=True)
-    if report.exit_code:
-        sys.exit(report.exit_code)

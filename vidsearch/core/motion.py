@@ -1,33 +1,13 @@
 """Did the picture change? One detector for motion-gated embedding and the OCR channel's cuts.
 
-Pure numpy. A frame (uint8 RGB, any size) becomes a **thumbnail**: area-averaged to at most
-:data:`GRID` cells (rows x columns), then a tiny [1 2 1] blur, float32 RGB in 0..1. Averaging
-~30x30 pixels per cell (1080p) or ~6x6 (a 224 px model crop) drowns sensor noise and H.264
-block artefacts before anything is compared.
-
-Two thumbnails are compared by :func:`compare` (the rule, documented in ``docs/motion.md``):
-
-1. **gain**: lighting drift, flicker and auto-exposure scale the whole picture. The gain is the
-   median over cells of ``luma(new) / luma(old)`` (cells darker than 4 % are skipped); a moving
-   subject covering less than half the picture does not move the median. ``old`` is scaled by it.
-2. a gain beyond ``max_gain`` (or below ``1 / max_gain``) is a change by itself: lights switched
-   on or off, a camera going to night mode.
-3. per cell, the largest absolute RGB difference between ``new`` and the scaled ``old``
-   (clipped at white, as the camera clips).
-   Colour counts, not only luma: a red figure on a grey wall of equal brightness is seen.
-4. a cell **changed** when that difference exceeds ``threshold``, raised to ``noise_k`` times
-   the pair's noise floor (1.4826 x the median cell difference: robust while less than half
-   the cells move) for a very noisy source, but never above ``2 x threshold`` (when everything
-   moves the median is no noise floor);
-5. the picture **changed** when the fraction of changed cells is at least ``min_area``.
-
-:class:`MotionGate` applies it to a stream of sampled frames: embed the first frame, embed a
-frame whose picture changed since the *last embedded* frame (so slow changes accumulate until
-they count), and embed the first frame of every ``max_reuse_s`` period of video time (periods
-anchored at t = 0), so daylight and other slow drift is re-captured and a chunk whose start is a
-multiple of ``max_reuse_s`` decides exactly as one long pass would. Every other frame reuses the
-last embedding. :data:`GATE` and :data:`CUT` are the parameters for gating and for the OCR
-channel's scene cuts.
+Pure numpy. A frame becomes a small area-averaged, lightly blurred RGB **thumbnail** (at most
+:data:`GRID` cells), which drowns sensor noise and compression artefacts; :func:`compare` then
+normalises the global gain (lighting drift, flicker, auto-exposure), counts the cells whose
+colour changed by more than a threshold above the noise floor, and calls the picture changed
+when enough of them did. :class:`MotionGate` embeds the first frame, every frame that changed
+since the last embedded one, and the first frame of every ``max_reuse_s`` period (so slow drift
+is re-captured and chunks decide as one pass would). :data:`GATE` and :data:`CUT` are the
+parameters for gating and for OCR scene cuts. The rule, step by step: ``docs/motion.md``.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import IndexError_, UserError, first_line, storage_error
+from vidsearch.errors import IndexUnusableError, UserError, first_line, storage_error
 from vidsearch.index.channel import AliasView, Channel, ShardView
 from vidsearch.index.shards import SCHEMA_VERSION, IndexStore, model_slug
 
@@ -209,7 +209,7 @@ def _connect(store: IndexStore, read_only: bool):
             if fault is not None:
                 raise fault from None
             if "lock" not in text.lower() or time.monotonic() > deadline:
-                raise IndexError_(f"cannot open {store.catalog_path}: {text} (is another ingest running?)") from None
+                raise IndexUnusableError(f"cannot open {store.catalog_path}: {text} (is another ingest running?)") from None
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
 
@@ -222,7 +222,7 @@ class Catalog:
         self.read_only = read_only
         self._buffer: dict[str, dict] | None = None  # rows waiting to be written (see batch())
         if read_only and not store.catalog_path.exists():
-            raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
+            raise IndexUnusableError(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
         store.root.mkdir(parents=True, exist_ok=True)
         self.con = _connect(store, read_only)
         if not read_only:
@@ -486,7 +486,7 @@ def sandboxed_connection(store: IndexStore):
     import duckdb
 
     if not store.catalog_path.exists():
-        raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
+        raise IndexUnusableError(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
     tmp = tempfile.mkdtemp(prefix="vidsearch-sql-")  # DuckDB spills here, never into the index
     con = duckdb.connect(":memory:")  # not shared: settings here cannot reach another connection
     try:
@@ -494,7 +494,7 @@ def sandboxed_connection(store: IndexStore):
         try:
             con.execute(f"ATTACH {_literal(store.catalog_path)} AS catalog (READ_ONLY)")
         except duckdb.Error as e:
-            raise IndexError_(
+            raise IndexUnusableError(
                 f"cannot open {store.catalog_path}: {first_line(e)} (is an ingest running? try again when it ends)"
             ) from None
         con.execute("USE catalog")

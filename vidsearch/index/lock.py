@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from vidsearch.errors import IndexError_
+from vidsearch.errors import IndexUnusableError
 
 LOCK = ".lock"
 
@@ -38,7 +38,7 @@ def describe(info: dict) -> str:
 @contextlib.contextmanager
 def writer_lock(root: str | os.PathLike, what: str = "ingest") -> Iterator[None]:
     """Hold the index's writer lock while the block runs; another holder: a one-line
-    :class:`~vidsearch.errors.IndexError_` naming it. Released when the process ends, however it ends."""
+    :class:`~vidsearch.errors.IndexUnusableError` naming it. Released when the process ends, however it ends."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -51,7 +51,7 @@ def writer_lock(root: str | os.PathLike, what: str = "ingest") -> Iterator[None]
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexError_(f"{root} is being written by {describe(holder(root))}: wait for it to finish "
+            raise IndexUnusableError(f"{root} is being written by {describe(holder(root))}: wait for it to finish "
                               "(queries and status work meanwhile), or stop it and run this again") from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "what": what}
         with contextlib.suppress(OSError):  # who holds it is a courtesy (a full disk may refuse it)

@@ -311,9 +311,9 @@ class MatrixCache:
         for attempt in range(5):
             manifest = self.refresh() if refresh else self.read_manifest()
             if manifest is None:
-                from vidsearch.errors import IndexError_
+                from vidsearch.errors import IndexUnusableError
 
-                raise IndexError_(f"no search matrix for {self.model_id} in {self.store.root}: run a query to build it")
+                raise IndexUnusableError(f"no search matrix for {self.model_id} in {self.store.root}: run a query to build it")
             try:
                 return self._mapped(manifest)
             except FileNotFoundError:  # a concurrent rebuild removed this generation: read the new manifest
@@ -473,9 +473,9 @@ class MatrixCache:
         col = t.column("embedding").combine_chunks()
         width = col.type.list_size
         if dim and width != dim:
-            from vidsearch.errors import IndexError_
+            from vidsearch.errors import IndexUnusableError
 
-            raise IndexError_(f"{d / name}: {width}-dim embeddings in a {dim}-dim index of {self.model_id}")
+            raise IndexUnusableError(f"{d / name}: {width}-dim embeddings in a {dim}-dim index of {self.model_id}")
         emb = col.values.to_numpy(zero_copy_only=False).reshape(n, width)
         pts = t.column("pts").to_numpy()
         order = np.argsort(pts, kind="stable")  # stable: a frame's regions stay in order, region 0 first

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import IndexError_, StorageError, disk_faults
+from vidsearch.errors import IndexUnusableError, StorageError, disk_faults
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.lock import writer_lock
 from vidsearch.index.shards import IndexStore
@@ -17,7 +17,7 @@ def index_status(store: IndexStore, rebuild: bool = False, verify: bool = False)
     chunk at all (deleted, or shards copied in), re-reads every marker. ``verify``: every done
     shard is checked in full first (:func:`verify_shards`); the summary gets ``verified``."""
     if not store.exists():
-        raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
+        raise IndexUnusableError(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
     verified = None
     if verify:
         with writer_lock(store.root, "vidsearch status --verify"):  # it rewrites markers: not during an ingest

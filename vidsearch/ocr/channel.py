@@ -1,31 +1,12 @@
-"""The on-screen text channel: OCR chunks at ingest, ``--text-in-frame`` ranges at query time.
+"""The on-screen text channel, ingest side: OCR chunks of every video, beside the image model's.
 
-OCR runs as a pseudo-model, :data:`OCR_CHANNEL`: its chunks are ordinary :class:`ChunkSpec`
-objects (``model_id=OCR_CHANNEL``, sampling ``fps=0.5``) planned next to the image model's,
-run by the same backends and workers through the channel interface (:class:`OcrChannel`,
-:mod:`vidsearch.index.channel`), and written to
-the same shards tree (``shards/<ocr slug>/...``) with the same temp-file + rename + ``.done``
-marker discipline, so re-runs, failures, Celery redelivery and ``vidsearch status`` behave as
-they do for image chunks. The OCR channel is not a row of the catalog's ``models`` table: the
-``frames`` views never see it; the ``frame_text`` view (declared by :meth:`OcrChannel.views`) reads its shards.
-
-Sampling: a frame every 2 s (the grid ``0, 2, 4, ...`` s) plus a frame at each scene cut. To find
-cuts the chunk is decoded at 2 fps; a decoded frame is read as well when its small RGB thumbnail
-has changed (:func:`vidsearch.core.motion.changed` with the :data:`~vidsearch.core.motion.CUT`
-preset, the same test as motion gating) since both the previous decoded frame and the last read
-frame, so a hard cut to a new shot is read at once while gradual motion is not.
-
-Shard rows: one per recognised line (``video_id, path, chunk_id, pts, model_id, text, confidence,
-x0, y0, x1, y1, text_embedding``); the box is in fractions of the frame. Each distinct text of a
-chunk is embedded once with the sentence embedder. The ``.done`` marker also lists the times of
-every frame read (``sampled``), so a query knows where text was *absent*.
-
-Query: the lines and frames read come from a per-video copy of the shards
-(:mod:`vidsearch.ocr.textcache`, refreshed first); every distinct text is scored against the query
-once (exact, fuzzy, semantic; :mod:`vidsearch.ocr.textmatch`) and hits are mapped back to their
-frames. Each frame read covers the time until the next frame read (at most 2 s): runs of hit
-frames become ranges, and hits at most two samples apart merge (one frame OCR misread does not
-split a range).
+OCR runs as a pseudo-model (:data:`OCR_CHANNEL`) through the channel interface
+(:class:`OcrChannel`), so planning, backends, workers, markers, re-runs and ``vidsearch status``
+treat its chunks like image chunks. A frame is read every 2 s and at each scene cut (the
+:data:`~vidsearch.core.motion.CUT` test of :mod:`vidsearch.core.motion`); a shard row is one
+recognised line with its box and sentence embedding, and the marker lists every frame read so a
+query knows where text was absent. The query side is :mod:`vidsearch.query.text`; the details
+are in ``docs/ocr.md``.
 """
 from __future__ import annotations
 

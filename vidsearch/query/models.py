@@ -1,7 +1,7 @@
 """Which model a query uses: the one asked for, the configured default, or the only one indexed."""
 from __future__ import annotations
 
-from vidsearch.errors import IndexError_, ModelError, UserError
+from vidsearch.errors import IndexUnusableError, ModelError, UserError
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.shards import IndexStore
 from vidsearch.models.contract import ModelInfo, installed_models, load_model_info
@@ -20,7 +20,7 @@ def pick_model(store: IndexStore, requested: str | None) -> ModelInfo:
     """The model to query with: the one asked for, else the default, else the only one indexed."""
     have = indexed_models(store)
     if not have:
-        raise IndexError_(f"the index at {store.root} has no frames yet: run `vidsearch ingest DIR` first")
+        raise IndexUnusableError(f"the index at {store.root} has no frames yet: run `vidsearch ingest DIR` first")
     ids = {m for m, _ in have}
     names = ", ".join(f"{n} ({m})" for m, n in have)
     if requested:

@@ -15,7 +15,7 @@ import numpy as np
 
 from vidsearch.core.ranges import TimeRange, merge_runs, rank, runs_above
 from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask
-from vidsearch.errors import IndexError_, UserError
+from vidsearch.errors import IndexUnusableError, UserError
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.shards import IndexStore
 from vidsearch.ocr import textcache
@@ -156,7 +156,7 @@ def text_ranges(
         raise UserError("empty --text-in-frame query: give the words to find, e.g. --text-in-frame \"EMERGENCY EXIT\"")
     files = textcache.refresh(store, OCR_CHANNEL)
     if not files:
-        raise IndexError_(f"the index at {store.root} has no on-screen text: run `vidsearch ingest DIR --ocr` first")
+        raise IndexUnusableError(f"the index at {store.root} has no on-screen text: run `vidsearch ingest DIR --ocr` first")
     threshold = tm.DEFAULT_SEMANTIC_THRESHOLD if semantic_threshold is None else float(semantic_threshold)
     with Catalog(store, read_only=True) as cat:
         videos = cat.video_meta()

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import IndexError_, UserError
+from vidsearch.errors import IndexUnusableError, UserError
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.channels import register, sync_catalog
@@ -131,8 +131,8 @@ def read_ranges(store: IndexStore) -> tuple[list[dict], dict]:
     path = store.root / tc.RANGES
     if cur is None or not path.exists():
         if not store.catalog_path.exists():
-            raise IndexError_(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
-        raise IndexError_(f"the index at {store.root} has no tags yet: run `vidsearch tags build` (or ingest with --tags)")
+            raise IndexUnusableError(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
+        raise IndexUnusableError(f"the index at {store.root} has no tags yet: run `vidsearch tags build` (or ingest with --tags)")
     return pq.read_table(path).to_pylist(), cur
 
 

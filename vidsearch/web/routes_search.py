@@ -110,14 +110,14 @@ def _check_image(data: bytes) -> None:
 
 @router.get("/status", summary="Videos, hours, chunks done / pending / failed, ingest progress")
 def status(request: Request):
-    from vidsearch.errors import IndexError_
+    from vidsearch.errors import IndexUnusableError
 
     from vidsearch.ingest.status import index_status, read_status
 
     store = request.app.state.warm.store
     try:  # settle chunks workers finished since the last look
         summary = index_status(store)
-    except IndexError_:
+    except IndexUnusableError:
         raise
     except Exception:  # noqa: BLE001 - the catalog is busy (an ingest holds it): read what is there
         summary = read_status(store)
