@@ -28,6 +28,7 @@ EXTRAS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
     "hub": (("tokenizers",), ()),
     "web": (("fastapi", "uvicorn", "multipart"), ()),
     "browser": ((), (("chromium", "chromium-browser", "google-chrome"),)),
+    "scale": (("faiss",), ()),
 }
 #: The only skips a strict run allows.
 GPU_SKIP = re.compile(r"\b(gpus?|cuda|tensorrt|nvidia)\b", re.IGNORECASE)

@@ -39,8 +39,14 @@ MANIFEST = "coarse.json"
 FORMAT = 1
 #: below this many rows the exact scan is fast enough (and a query needs no faiss)
 MIN_ROWS = 2_000_000
-#: faiss index factory string (inner product on unit vectors)
+#: faiss index factory string for embeddings of 256+ dims (inner product on unit vectors)
 FACTORY = "PCA128,PQ32x4fs"
+
+
+def factory_for(dim: int) -> str:
+    """:data:`FACTORY`; narrower embeddings: 4-bit PQ of 4 dims per code, no PCA."""
+    return FACTORY if dim >= 256 else f"PQ{max(1, dim // 4)}x4fs"
+
 TRAIN_ROWS = 65_536
 SAMPLE_ROWS = 32_768
 #: rows per part file, and rows encoded per batch while building (bounded memory)
@@ -165,15 +171,16 @@ def _start(d: Path, old: dict | None, gen: int, emb: np.ndarray) -> dict:
     uid = f"{gen}-{time.time_ns() % 10**12}"
     trained = old["trained"] if old and int(old.get("dim", 0)) == emb.shape[1] and (d / old["trained"]).exists() else None
     if trained is None:
-        index = faiss.index_factory(emb.shape[1], FACTORY, faiss.METRIC_INNER_PRODUCT)
+        factory = factory_for(emb.shape[1])
+        index = faiss.index_factory(emb.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
         t = time.perf_counter()
         index.train(_strided(emb, TRAIN_ROWS))
-        log.info("coarse stage: trained %s on %d rows in %.1f s", FACTORY, min(TRAIN_ROWS, len(emb)), time.perf_counter() - t)
+        log.info("coarse stage: trained %s on %d rows in %.1f s", factory, min(TRAIN_ROWS, len(emb)), time.perf_counter() - t)
         trained = f"trained-{uid}.faiss"
         _write_index(index, d / trained)
     sample = f"sample-{uid}.f16"
     _strided(emb, SAMPLE_ROWS).astype(np.float16).tofile(d / sample)
-    return {"format": FORMAT, "factory": FACTORY, "matrix_gen": gen, "dim": int(emb.shape[1]), "rows": 0,
+    return {"format": FORMAT, "factory": factory_for(emb.shape[1]), "matrix_gen": gen, "dim": int(emb.shape[1]), "rows": 0,
             "parts": [], "trained": trained, "sample": sample}
 
 

@@ -42,9 +42,9 @@ def _header(faiss, dim: int, rows: int, dtype: str) -> bytes:
     w = faiss.VectorIOWriter()
     faiss.write_index(index, w)
     h = bytearray(faiss.vector_to_array(w.data).tobytes())
-    # fourcc, d (int32), ntotal (int64) ... codes: uint64 byte count, then the bytes (index_write.cpp)
+    # fourcc, d (int32), ntotal (int64) ... codes: a uint64 count (bytes; floats for IndexFlat), then the data
     h[8:16] = np.int64(rows).tobytes()
-    h[-8:] = np.uint64(rows * dim * np.dtype(dtype).itemsize).tobytes()
+    h[-8:] = np.uint64(rows * dim * (2 if dtype == "float16" else 1)).tobytes()
     return bytes(h)
 
 
