@@ -292,16 +292,20 @@ def child_baselines(meta: dict, repeat: int) -> dict:
         out["bytes_f32"] = f32.nbytes
     for name, fn in tests:
         fn()
-        out[name] = _times(fn, repeat)
+        out[name + "_cpu"] = []
+        out[name] = _times(fn, repeat, out[name + "_cpu"])
     return out
 
 
-def _times(fn, repeat: int) -> list[float]:
+def _times(fn, repeat: int, cpu: list | None = None) -> list[float]:
+    """Wall times of ``repeat`` runs; their CPU times (this process) go to ``cpu`` when given."""
     ts = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t)
+        if cpu is not None:
+            cpu.append(time.process_time() - c)
     return ts
 
 
@@ -317,11 +321,13 @@ def child_search(meta: dict, repeat: int) -> dict:
     for path in paths:
         if path == "two-stage" and index.coarse_stage(min_rows=0) is None:
             continue
-        res = {"times": [], "ranges": [], "search": None, "candidates": []}
+        res = {"times": [], "cpu": [], "ranges": [], "search": None, "candidates": []}
         for q in qs:
-            ts = _times(lambda: search_vector(store, index, q, label="q", top=10, search=path), repeat)
+            cpu: list = []
+            ts = _times(lambda: search_vector(store, index, q, label="q", top=10, search=path), repeat, cpu)
             r = search_vector(store, index, q, label="q", top=10, search=path)
             res["times"].append(min(ts))
+            res["cpu"].append(min(cpu))
             res["ranges"].append([(x.video_id, x.start, x.end, x.score) for x in r.ranges])
             res["candidates"].append(r.candidates)
             res["complete"] = res.get("complete", True) and r.complete
@@ -395,28 +401,31 @@ def cli_runs(meta: dict, repeat: int) -> dict:
     cmd = [sys.executable, "-m", "vidsearch", "--index", meta["index"], "query", QUERY, "--json", "--model", MODEL_NAME]
     prompts = Path(meta["home"]) / "cache" / "prompts"
 
-    def once() -> tuple[float, dict]:
-        t = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - t
-        if p.returncode:
-            raise SystemExit(f"vidsearch query failed:\n{p.stderr[-2000:]}")
-        return wall, json.loads(p.stdout)
+    import resource
 
-    out: dict = {"new_prompt": [], "repeated_prompt": [], "evicted": []}
-    once()  # settle the catalog copy and the tokenizer cache
-    for _ in range(repeat):
-        shutil.rmtree(prompts, ignore_errors=True)
-        out["new_prompt"].append(once()[0])
-    for _ in range(repeat):
-        wall, res = once()
-        out["repeated_prompt"].append(wall)
+    def once(argv=cmd) -> tuple[float, float, dict | None]:
+        """(wall s, CPU s of the process: user + system, its JSON output)."""
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        p = subprocess.run(argv, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if p.returncode:
+            raise SystemExit(f"{argv[-1]} failed:\n{p.stderr[-2000:]}")
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        return wall, cpu, (json.loads(p.stdout) if argv is cmd else None)
+
+    out: dict = {}
+    res = once()[2]  # settle the catalog copy and the tokenizer cache
+    runs = {"new_prompt": lambda: (shutil.rmtree(prompts, ignore_errors=True), once())[1],
+            "repeated_prompt": once, "evicted": lambda: (evict(meta), once())[1],
+            "python_start": lambda: once([sys.executable, "-c", "pass"]),
+            "python_numpy": lambda: once([sys.executable, "-c", "import numpy"])}
+    for name, fn in runs.items():
+        got = [fn() for _ in range(repeat if name != "evicted" else max(1, repeat // 2))]
+        out[name], out[name + "_cpu"] = [g[0] for g in got], [g[1] for g in got]
     out["search"] = res.get("search")
     out["ranges"] = res["ranges"]
-    for _ in range(max(1, repeat // 2)):
-        evict(meta)
-        out["evicted"].append(once()[0])
-    out["python_start"] = _times(lambda: subprocess.run([sys.executable, "-c", "pass"], env=env), repeat)
     return out
 
 
@@ -509,17 +518,19 @@ def report(meta: dict, args, res: dict) -> None:
     print(f"machine: {machine()}, no GPU; load average at the end {os.getloadavg()[0]:.1f}")
     if "cli" in res:
         c = res["cli"]
-        print("\nthe whole `vidsearch query` command, process start to exit (median s):")
-        print(f"  repeated prompt (text embedding cached): {ms(c['repeated_prompt']) / 1000:.3f}   "
-              f"new prompt (text tower runs): {ms(c['new_prompt']) / 1000:.3f}   "
-              f"first after evicting the matrix: {ms(c['evicted']) / 1000:.3f}   "
-              f"(python -c pass: {ms(c['python_start']) / 1000:.3f}; search path: {c['search']})")
-    print(f"\nscore + ranges, warm, one query (median over {len(meta['queries'])} queries, ms; x = / one read of the matrix):")
-    print(f"  {'one read of the float16 matrix (memory copy, the floor)':58s} {floor:9.1f}  1.00x")
+        print(f"\nthe whole `vidsearch query` command, process start to exit (median s, wall / CPU user+sys; "
+              f"search path {c['search']}):")
+        for name in ("repeated_prompt", "new_prompt", "evicted", "python_start", "python_numpy"):
+            print(f"  {name:16s} wall {ms(c[name]) / 1000:6.3f}   CPU {ms(c[name + '_cpu']) / 1000:6.3f}")
+    cfloor = ms(b["memcpy_cpu"])
+    print(f"\nscore + ranges, warm, one query (median over {len(meta['queries'])} queries; wall ms and CPU ms, "
+          f"x = / one read of the float16 matrix):")
+    print(f"  {'one read of the float16 matrix (memory copy, the floor)':58s} {floor:9.1f}  1.00x  CPU {cfloor:9.1f}  1.00x")
     for name, key in [("numpy float16 scan (widen blocks + matvec)", "numpy_f16"), ("numpy float32 matvec (in RAM)", "numpy_f32"),
                       ("faiss flat float16 top-4096 (in place)", "faiss_flat_f16")]:
         if key in b:
-            print(f"  {name:58s} {ms(b[key]):9.1f}  {ms(b[key]) / floor:.2f}x")
+            print(f"  {name:58s} {ms(b[key]):9.1f}  {ms(b[key]) / floor:.2f}x  CPU {ms(b[key + '_cpu']):9.1f}  "
+                  f"{ms(b[key + '_cpu']) / cfloor:.2f}x")
     if "duckdb" in res:
         print(f"  {'DuckDB array_cosine_similarity ORDER BY LIMIT 50':58s} {ms(res['duckdb']['times']):9.1f}  "
               f"{ms(res['duckdb']['times']) / floor:.2f}x")
@@ -527,8 +538,8 @@ def report(meta: dict, args, res: dict) -> None:
         if path in srch:
             r = srch[path]
             rec = recall(res["reference"]["ranges"], r["ranges"]) if "reference" in res else float("nan")
-            print(f"  {'vidsearch ' + path + ' (score + ranges)':58s} {ms(r['times']):9.1f}  {ms(r['times']) / floor:.2f}x   "
-                  f"recall of exact top-10 ranges {rec:.3f}; candidates held every hit: {r.get('complete')}")
+            print(f"  {'vidsearch ' + path + ' (score + ranges)':58s} {ms(r['times']):9.1f}  {ms(r['times']) / floor:.2f}x  "
+                  f"CPU {ms(r['cpu']):9.1f}  {ms(r['cpu']) / cfloor:.2f}x   recall of exact top-10 ranges {rec:.3f}; candidates held every hit: {r.get('complete')}")
     print(f"  query process peak RSS: {srch['peak_rss_mb']:.0f} MB")
     if "cold" in res:
         print(f"  first query after evicting the matrix (in-process, load + search): {res['cold']['cold_s']:.2f} s "

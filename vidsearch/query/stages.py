@@ -8,8 +8,8 @@ video through the range logic. For a big index that is most of a query's time. H
    compressed first stage (:mod:`vidsearch.index.coarse`) proposes rows, the rows appended since
    it was built are scanned exactly, and every candidate is rescored from the float16 matrix.
 2. **Threshold.** ``median + (best - median) / 2`` as before, the median taken on an even spread
-   of rows (``SAMPLE_ROWS``; the coarse stage keeps its own spread): a sample of 16k estimates
-   it to ~1e-3 of the score spread.
+   of rows (``SAMPLE_ROWS``; the coarse stage keeps its own spread): a sample of 8k estimates
+   it to ~1e-3 of the score spread (8k rows: ~0.014 standard deviations).
 3. **Windows.** Only a frame whose score reaches the threshold (a *hit*) can start a range, and
    a smoothed score depends on frames within the smoothing window. So each hit's video is
    rescored exactly in an *island* of ``smooth + 2 steps`` around each hit (islands extend
@@ -28,7 +28,7 @@ from vidsearch.index.frames import FrameIndex
 from vidsearch.index.matrix import matmul
 
 #: rows the median is estimated on
-SAMPLE_ROWS = 16_384
+SAMPLE_ROWS = 8_192
 #: best rows taken from the flat scan, and from the coarse stage
 CANDIDATES = 4_096
 COARSE_CANDIDATES = 8_192
