@@ -48,7 +48,7 @@ def factory_for(dim: int) -> str:
     return FACTORY if dim >= 256 else f"PQ{max(1, dim // 4)}x4fs"
 
 TRAIN_ROWS = 65_536
-SAMPLE_ROWS = 32_768
+SAMPLE_ROWS = 8_192
 #: rows per part file, and rows encoded per batch while building (bounded memory)
 PART_ROWS = 1 << 22
 ADD_ROWS = 1 << 16
