@@ -166,7 +166,7 @@ def build_index(work: Path, args) -> dict:
     from vidsearch.index.shards import IndexStore
 
     want = {"frames": args.frames, "videos": args.videos, "dim": args.dim, "chunk_s": args.chunk_s, "seed": 0,
-            "format": 2, "direct": bool(args.direct)}
+            "format": 2, "direct": bool(getattr(args, "direct", False))}
     stamp = work / "index.json"
     if stamp.is_file():
         got = json.loads(stamp.read_text())
@@ -182,7 +182,7 @@ def build_index(work: Path, args) -> dict:
     plants = plan_plants(rng, args.videos, per_video, 6)
     t0 = time.perf_counter()
     _register_videos(store, info, args, per_video)
-    write = _write_direct if args.direct else _write_shards
+    write = _write_direct if want["direct"] else _write_shards
     write(store, info, args, per_video, lambda v: foot.video(rng, per_video, [
         (queries[qi], s, n, st) for qi, s, n, st in plants.get(v, [])]))
     build_s = time.perf_counter() - t0
@@ -395,9 +395,10 @@ def run_child(kind: str, meta_path: Path, repeat: int, env: dict | None = None) 
 # ----------------------------------------------------------------------------- the whole command
 
 
-def cli_runs(meta: dict, repeat: int) -> dict:
-    """``vidsearch query`` as a user runs it: a new process each time, wall time from start to exit."""
-    env = {**os.environ, "VIDSEARCH_HOME": meta["home"], "PYTHONPATH": str(REPO)}
+def cli_runs(meta: dict, repeat: int, repo: Path = REPO) -> dict:
+    """``vidsearch query`` as a user runs it: a new process each time, wall time from start to exit
+    (``repo``: another checkout, e.g. the version before, run on the same index)."""
+    env = {**os.environ, "VIDSEARCH_HOME": meta["home"], "PYTHONPATH": str(repo)}
     cmd = [sys.executable, "-m", "vidsearch", "--index", meta["index"], "query", QUERY, "--json", "--model", MODEL_NAME]
     prompts = Path(meta["home"]) / "cache" / "prompts"
 
@@ -421,6 +422,8 @@ def cli_runs(meta: dict, repeat: int) -> dict:
             "repeated_prompt": once, "evicted": lambda: (evict(meta), once())[1],
             "python_start": lambda: once([sys.executable, "-c", "pass"]),
             "python_numpy": lambda: once([sys.executable, "-c", "import numpy"])}
+    if repo != REPO:
+        runs = {k: runs[k] for k in ("new_prompt", "repeated_prompt")}
     for name, fn in runs.items():
         got = [fn() for _ in range(repeat if name != "evicted" else max(1, repeat // 2))]
         out[name], out[name + "_cpu"] = [g[0] for g in got], [g[1] for g in got]
@@ -520,8 +523,11 @@ def report(meta: dict, args, res: dict) -> None:
         c = res["cli"]
         print(f"\nthe whole `vidsearch query` command, process start to exit (median s, wall / CPU user+sys; "
               f"search path {c['search']}):")
+        old = res.get("cli_before", {})
         for name in ("repeated_prompt", "new_prompt", "evicted", "python_start", "python_numpy"):
-            print(f"  {name:16s} wall {ms(c[name]) / 1000:6.3f}   CPU {ms(c[name + '_cpu']) / 1000:6.3f}")
+            before = (f"   version before ({args.baseline_repo}): wall {ms(old[name]) / 1000:6.3f}   CPU "
+                      f"{ms(old[name + '_cpu']) / 1000:6.3f}" if name in old else "")
+            print(f"  {name:16s} wall {ms(c[name]) / 1000:6.3f}   CPU {ms(c[name + '_cpu']) / 1000:6.3f}{before}")
     cfloor = ms(b["memcpy_cpu"])
     print(f"\nscore + ranges, warm, one query (median over {len(meta['queries'])} queries; wall ms and CPU ms, "
           f"x = / one read of the float16 matrix):")
@@ -563,6 +569,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rebuild", action="store_true", help="rebuild the coarse stage even if one exists")
     ap.add_argument("--no-cli", action="store_true", help="skip the whole-command runs")
     ap.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB baseline")
+    ap.add_argument("--baseline-repo", help="another checkout (e.g. the version before) whose `vidsearch query` is timed too")
+    ap.add_argument("--only-cli", action="store_true", help="only the whole-command runs")
     ap.add_argument("--work", default=str(REPO / "bench-out"), help="where the bench index goes (reused across runs)")
     ap.add_argument("--json", dest="json_out", help="also write the results here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -582,6 +590,13 @@ def main(argv=None) -> int:
     meta_path = work / "index.json"
     log(f"index: {meta['rows']:,} frames in {args.videos} videos (written in {meta['write_s']} s when built)")
     res: dict = {}
+    if args.only_cli:
+        res["cli"] = cli_runs(meta, args.repeat)
+        if args.baseline_repo:
+            res["cli_before"] = cli_runs(meta, args.repeat, Path(args.baseline_repo))
+        print(json.dumps({k: {n: round(ms(v) / 1000, 3) for n, v in d.items() if isinstance(v, list) and n != "ranges"}
+                          for k, d in res.items()}, indent=1))
+        return 0
     log("coarse stage ...")
     res["upkeep"] = bench_upkeep(meta, args)
     log("baselines ...")
@@ -594,6 +609,8 @@ def main(argv=None) -> int:
     if not args.no_cli and not args.direct:
         log("whole command ...")
         res["cli"] = cli_runs(meta, args.repeat)
+        if args.baseline_repo:
+            res["cli_before"] = cli_runs(meta, args.repeat, Path(args.baseline_repo))
     if not args.no_duckdb and not args.direct:
         log("duckdb ...")
         res["duckdb"] = run_child("duckdb", meta_path, 2)

@@ -11,6 +11,12 @@ a memory-mapped ``float16`` matrix that holds every done shard's rows::
         codes-<gen>.i32            [rows] video code (index into manifest["videos"])
         shards-<gen>-<rows>.json   which shards the rows came from: key -> [row0, n, marker mtime_ns, marker size, start, code]
         .lock                      one writer at a time (flock)
+        coarse/                    the compressed first stage of a big index (:mod:`vidsearch.index.coarse`)
+    <index>/matrix/catalog.json    the catalog facts a query needs (:mod:`vidsearch.index.meta`)
+
+Every file is memory-mapped by a reader, so a query touches only the rows it scores. Besides
+:func:`matmul` (every row, for retrospection and the plain query path), a query scans the
+file in place with faiss (:mod:`vidsearch.index.flatscan`) or asks the coarse stage first.
 
 **float16.** It halves the bytes a query streams and the memory it maps (1M x 512 frames:
 1 GiB instead of 2). Rows are rounded to float16 (relative error <= 2^-11 per component, about

@@ -2,8 +2,10 @@
 
 Creating the text tower's ONNX Runtime session and tokenizing cost a query ~0.4 s, more than
 the search itself. Each prompt's unit embedding is kept as raw float32 bytes under
-``$VIDSEARCH_HOME/cache/prompts/<model slug>/<sha256(model id, prompt)>.f32`` (the model id
-names the weights, so a changed model never reuses a vector). :class:`CachedTextEncoder`
+``$VIDSEARCH_HOME/cache/prompts/<model slug>/<sha256(model id, text tower stat, prompt)>.f32``:
+the model id names the weights, and the text tower file's size, mtime and inode are part of
+the key, so a tower changed on disk misses the cache, is loaded, and is refused by its
+SHA-256 check as before (:mod:`vidsearch.models.verify`). :class:`CachedTextEncoder`
 stands in for an :class:`~vidsearch.models.encoder.Encoder`: it opens the real one only for
 prompts it has not seen, and for anything else (example images).
 """
@@ -17,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vidsearch.index.shards import model_slug
+from vidsearch.models.contract import TEXT_FILE
 from vidsearch.settings import current
 
 
@@ -24,22 +27,35 @@ def cache_dir(model_id: str) -> Path:
     return current().home / "cache" / "prompts" / model_slug(model_id)
 
 
-def _path(model_id: str, prompt: str) -> Path:
-    key = hashlib.sha256(f"{model_id}\n{prompt}".encode()).hexdigest()[:40]
+def tower_stamp(info) -> str:
+    """Size, mtime and inode of the model's text tower ("" when it cannot be stat'ed: no caching)."""
+    try:
+        st = os.stat(Path(info.path) / TEXT_FILE)
+    except (OSError, TypeError):
+        return ""
+    return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
+
+
+def _path(model_id: str, stamp: str, prompt: str) -> Path:
+    key = hashlib.sha256(f"{model_id}\n{stamp}\n{prompt}".encode()).hexdigest()[:40]
     return cache_dir(model_id) / f"{key}.f32"
 
 
-def load(model_id: str, prompt: str, dim: int) -> np.ndarray | None:
+def load(model_id: str, stamp: str, prompt: str, dim: int) -> np.ndarray | None:
+    if not stamp:
+        return None
     try:
-        v = np.fromfile(_path(model_id, prompt), dtype=np.float32)
+        v = np.fromfile(_path(model_id, stamp, prompt), dtype=np.float32)
     except OSError:
         return None
     return v if len(v) == dim else None
 
 
-def store(model_id: str, prompt: str, vec: np.ndarray) -> None:
+def store(model_id: str, stamp: str, prompt: str, vec: np.ndarray) -> None:
     """Best effort: a read-only home just means no cache."""
-    path = _path(model_id, prompt)
+    if not stamp:
+        return
+    path = _path(model_id, stamp, prompt)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -66,14 +82,14 @@ class CachedTextEncoder:
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        mid, dim = self.info.model_id, int(self.info.dim)
-        out = [load(mid, t, dim) for t in texts]
+        mid, dim, stamp = self.info.model_id, int(self.info.dim), tower_stamp(self.info)
+        out = [load(mid, stamp, t, dim) for t in texts]
         missing = [i for i, v in enumerate(out) if v is None]
         if missing:
             fresh = self.encoder.encode_texts([texts[i] for i in missing])
             for i, v in zip(missing, fresh):
                 out[i] = v
-                store(mid, texts[i], v)
+                store(mid, stamp, texts[i], v)
         return np.stack(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
 
     def __getattr__(self, name: str):
