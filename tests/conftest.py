@@ -29,6 +29,7 @@ EXTRAS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
     "web": (("fastapi", "uvicorn", "multipart"), ()),
     "regions": (("supervision",), ()),
     "browser": ((), (("chromium", "chromium-browser", "google-chrome"),)),
+    "scale": (("faiss",), ()),
 }
 #: The only skips a strict run allows.
 GPU_SKIP = re.compile(r"\b(gpus?|cuda|tensorrt|nvidia)\b", re.IGNORECASE)

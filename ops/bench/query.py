@@ -87,25 +87,86 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def video_frames(rng, n: int, dim: int, q: np.ndarray, plant: tuple[int, int, float] | None) -> np.ndarray:
-    emb = unit(rng.standard_normal((n, dim), dtype=np.float32))
-    if plant:
-        s, length, strength = plant
-        noise = unit(rng.standard_normal((length, dim), dtype=np.float32))
-        emb[s : s + length] = unit(strength * q[None, :] + (1 - strength) * noise)
-    return emb
+class Footage:
+    """Embeddings shaped like real footage rather than uniform noise.
+
+    CLIP image embeddings share a large common direction (any two frames have a cosine of
+    ~0.5), each camera has its own look, and what is in view changes in *scenes* that last
+    from seconds to minutes and drift slowly within. So a frame is
+    ``unit(0.9 mean + 0.7 camera + 0.8 scene state + 0.35 drift)``: the state is one of 512
+    shared "things" (each camera sees 24 of them, scenes of ~2 minutes on average), the drift
+    a moving average (10 s) of noise in a 64-dim subspace. Targets are planted as segments of
+    10-40 frames blended towards a query vector.
+    """
+
+    def __init__(self, dim: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.dim = dim
+        self.mean = unit(rng.standard_normal(dim, dtype=np.float32))
+        self.things = unit(rng.standard_normal((512, dim), dtype=np.float32))
+        self.basis = unit(rng.standard_normal((64, dim), dtype=np.float32))
+
+    def video(self, rng, n: int, plants=()) -> np.ndarray:
+        cam = unit(rng.standard_normal(self.dim, dtype=np.float32))
+        seen = rng.choice(len(self.things), size=24, replace=False)
+        cuts = np.cumsum(rng.geometric(1 / 120, size=n // 20 + 2))
+        state = seen[rng.integers(0, 24, size=len(cuts))][np.searchsorted(cuts, np.arange(n), side="right")]
+        e = rng.standard_normal((n + 10, 64), dtype=np.float32)
+        c = np.cumsum(e, axis=0)
+        drift = (c[10:] - c[:-10]) / np.sqrt(10.0)
+        emb = 0.9 * self.mean + 0.7 * cam + 0.8 * self.things[state] + 0.35 * (drift @ self.basis) / 8.0
+        emb = unit(emb)
+        for q, s, length, strength in plants:
+            emb[s : s + length] = unit(strength * q[None, :] + (1 - strength) * emb[s : s + length])
+        return emb
+
+    def queries(self, text_q: np.ndarray, rng, n: int = 10) -> list[np.ndarray]:
+        """``text_q`` (planted), 5 more planted directions, 4 natural queries near a common thing."""
+        qs = [text_q] + [unit(rng.standard_normal(self.dim, dtype=np.float32)) for _ in range(5)]
+        for k in range(n - 6):
+            t = self.things[rng.integers(len(self.things))]
+            qs.append(unit(0.35 * self.mean + t + 0.6 * unit(rng.standard_normal(self.dim, dtype=np.float32))))
+        return qs
+
+
+def plan_plants(rng, videos: int, per_video: int, n_planted_queries: int) -> dict[int, list[tuple[int, int, int, float]]]:
+    """video -> [(query number, start, length, strength)]: each planted query in ~1/14 of the videos."""
+    out: dict[int, list] = {}
+    for qi in range(n_planted_queries):
+        for v in rng.choice(videos, size=max(1, videos // 14), replace=False).tolist():
+            length = int(rng.integers(10, 40))
+            out.setdefault(v, []).append((qi, int(rng.integers(0, per_video - length)), length, float(rng.uniform(0.5, 0.9))))
+    return out
+
+
+def _model_and_queries(home: Path, args):
+    from vidsearch.demo.models import install_model, tiny_random_model
+    from vidsearch.models.encoder import Encoder
+
+    info = install_model(lambda d, name: tiny_random_model(d, dim=args.dim, name=name), MODEL_NAME, home / "models")
+    q = Encoder(info).encode_texts([QUERY])[0]
+    foot = Footage(args.dim)
+    return info, foot, foot.queries(q, np.random.default_rng(5))
+
+
+def _register_videos(store, info, args, per_video: int) -> None:
+    from vidsearch.index.catalog import Catalog
+
+    with Catalog(store) as cat:
+        cat.register_model(info.model_id, info.name, info.dim, info.to_json())
+        with cat.batch():
+            for v in range(args.videos):
+                cat.upsert_video(f"{v:064x}", {"path": f"/bench/cam{v:05d}.mp4", "duration": float(per_video), "width": 1920,
+                                               "height": 1080, "fps": 25.0, "codec": "h264", "creation_time": None}, 1)
 
 
 def build_index(work: Path, args) -> dict:
-    """The bench index (reused when its parameters match)."""
-    from vidsearch.models.encoder import Encoder
-    from vidsearch.demo.models import install_model, tiny_random_model
-    from vidsearch.core.plan import ChunkSpec, Sampling, plan_chunks
-    from vidsearch.index.catalog import Catalog
+    """The bench index (reused when its parameters match): Parquet shards through the real writers,
+    or (``--direct``, for 10M+ frames: Parquet would need 2x the matrix on disk) the search matrix alone."""
     from vidsearch.index.shards import IndexStore
-    from vidsearch.ingest.channels import sync_catalog
 
-    want = {"frames": args.frames, "videos": args.videos, "dim": args.dim, "chunk_s": args.chunk_s, "seed": 0, "format": 1}
+    want = {"frames": args.frames, "videos": args.videos, "dim": args.dim, "chunk_s": args.chunk_s, "seed": 0,
+            "format": 2, "direct": bool(getattr(args, "direct", False))}
     stamp = work / "index.json"
     if stamp.is_file():
         got = json.loads(stamp.read_text())
@@ -114,130 +175,212 @@ def build_index(work: Path, args) -> dict:
     if work.exists():
         shutil.rmtree(work)
     home = work / "home"
-    info = install_model(lambda d, name: tiny_random_model(d, dim=args.dim, name=name), MODEL_NAME, home / "models")
-    q = Encoder(info).encode_texts([QUERY])[0]
+    info, foot, queries = _model_and_queries(home, args)
     store = IndexStore(home / "index")
     per_video = args.frames // args.videos
     rng = np.random.default_rng(0)
-    planted = []
+    plants = plan_plants(rng, args.videos, per_video, 6)
+    t0 = time.perf_counter()
+    _register_videos(store, info, args, per_video)
+    write = _write_direct if want["direct"] else _write_shards
+    write(store, info, args, per_video, lambda v: foot.video(rng, per_video, [
+        (queries[qi], s, n, st) for qi, s, n, st in plants.get(v, [])]))
+    build_s = time.perf_counter() - t0
+    planted = [{"query": qi, "video_id": f"{v:064x}", "start": s, "end": s + n, "strength": st}
+               for v, ps in plants.items() for qi, s, n, st in ps]
+    out = {**want, "model_id": info.model_id, "home": str(home), "index": str(store.root), "planted": planted,
+           "rows": per_video * args.videos, "write_s": round(build_s, 1), "queries": [q.tolist() for q in queries]}
+    stamp.write_text(json.dumps(out))
+    return out
+
+
+def _write_shards(store, info, args, per_video: int, frames) -> None:
+    from vidsearch.core.plan import ChunkSpec, Sampling, plan_chunks
+    from vidsearch.index.catalog import Catalog
+    from vidsearch.ingest.channels import sync_catalog
+
     sampling = Sampling("fps", 1.0).key
     t0 = time.perf_counter()
-    with Catalog(store) as cat:
-        cat.register_model(info.model_id, info.name, info.dim, info.to_json())
-        for v in range(args.videos):
-            vid = f"{v:064x}"
-            cat.upsert_video(vid, {"path": f"/bench/cam{v:03d}.mp4", "duration": float(per_video), "width": 1920,
-                                   "height": 1080, "fps": 25.0, "codec": "h264", "creation_time": None}, 1)
-    n_plant = max(1, args.videos // 14)
-    plant_videos = set(rng.choice(args.videos, size=n_plant, replace=False).tolist())
     for v in range(args.videos):
-        vid = f"{v:064x}"
-        plant = None
-        if v in plant_videos:
-            length = int(rng.integers(10, 40))
-            plant = (int(rng.integers(0, per_video - length)), length, float(rng.uniform(0.5, 0.9)))
-            planted.append({"video_id": vid, "start": plant[0], "end": plant[0] + plant[1], "strength": plant[2]})
-        emb = video_frames(rng, per_video, args.dim, q, plant)
+        vid, emb = f"{v:064x}", frames(v)
         for s, e in plan_chunks(float(per_video), args.chunk_s):
-            spec = ChunkSpec(vid, f"/bench/cam{v:03d}.mp4", s, e, sampling, info.model_id, args.chunk_s)
+            spec = ChunkSpec(vid, f"/bench/cam{v:05d}.mp4", s, e, sampling, info.model_id, args.chunk_s)
             rows = np.arange(int(s), int(e))
             store.write_shard(spec, rows.astype(np.float64), emb[rows])
         if v % 20 == 19:
-            el = time.perf_counter() - t0
-            log(f"  wrote {v + 1}/{args.videos} videos ({(v + 1) * per_video / el:,.0f} frames/s)")
+            log(f"  wrote {v + 1}/{args.videos} videos ({(v + 1) * per_video / (time.perf_counter() - t0):,.0f} frames/s)")
     with Catalog(store) as cat:
         sync_catalog(cat)
-    build_s = time.perf_counter() - t0
-    out = {**want, "model_id": info.model_id, "home": str(home), "index": str(store.root), "planted": planted,
-           "rows": per_video * args.videos, "write_s": round(build_s, 1)}
-    stamp.write_text(json.dumps(out, indent=1))
-    return out
+
+
+def _write_direct(store, info, args, per_video: int, frames) -> None:
+    """The float16 matrix written straight from the generator (its shard table names one chunk per video)."""
+    from vidsearch.index import matrix as M
+
+    cache = M.MatrixCache(store, info.model_id)
+    cache.dir.mkdir(parents=True, exist_ok=True)
+    cache.base.mkdir(parents=True, exist_ok=True)  # no shard directories: the matrix stays "fresh"
+    paths = (cache._emb_path(1, "float16"), cache._pts_path(1), cache._codes_path(1))
+    table, t0 = {}, time.perf_counter()
+    with M._RowWriter(paths, (0, 0, 0)) as out:
+        for v in range(args.videos):
+            vid = f"{v:064x}"
+            out.add(frames(v).astype(np.float16), np.arange(per_video, dtype=np.float64), v)
+            table[f"{vid[:2]}/{vid}/0-{per_video}"] = [v * per_video, per_video, 0, 0, 0.0, v]
+            if v % 500 == 499:
+                log(f"  wrote {v + 1}/{args.videos} videos ({(v + 1) * per_video / (time.perf_counter() - t0):,.0f} frames/s)")
+    rows = per_video * args.videos
+    cache._commit({"format": M.FORMAT, "model_id": info.model_id, "dtype": "float16", "gen": 1, "rows": rows,
+                   "dim": args.dim, "videos": [f"{v:064x}" for v in range(args.videos)], "segments": M._segments(table),
+                   "dirs": {}, "shards_file": f"shards-1-{rows}.json", "updated_at": time.time()}, table)
 
 
 # ----------------------------------------------------------------------------- children
 
 
-def child_numpy(meta: dict, repeat: int) -> dict:
-    """float32 ``emb @ q`` over the same rows, in RAM: the memory-bandwidth bound."""
-    from vidsearch.index.matrix import MatrixCache
-    from vidsearch.index.shards import IndexStore
-
-    index = MatrixCache(IndexStore(meta["index"]), meta["model_id"]).open(refresh=False)
-    emb = np.empty(index.emb.shape, np.float32)
-    for i in range(0, len(emb), 65536):
-        emb[i : i + 65536] = index.emb[i : i + 65536]
-    q = unit(np.random.default_rng(1).standard_normal(emb.shape[1], dtype=np.float32))
-    emb @ q
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        emb @ q
-        times.append(time.perf_counter() - t)
-    return {"times": times, "bytes": emb.nbytes}
-
-
-def child_vidsearch(meta: dict, repeat: int) -> dict:
-    """The CLI query command in-process (no process start), then the same steps through the library API."""
-    from vidsearch.cli import cli  # imported before timing: process start is not counted
-
-    args = ["--index", meta["index"], "query", QUERY, "--top", "50", "--json", "--model", MODEL_NAME]
-    times, out = [], None
-    for _ in range(repeat + 1):
-        buf = io.StringIO()
-        t = time.perf_counter()
-        with contextlib.redirect_stdout(buf):
-            cli.main(args, standalone_mode=False)
-        times.append(time.perf_counter() - t)
-        out = json.loads(buf.getvalue())
-    # the parts, through the library
-    from vidsearch.models.encoder import Encoder
-    from vidsearch.models.contract import load_model_info
-    from vidsearch.query.engine import load_frame_index, search_vector
+def _open(meta: dict):
+    from vidsearch.index.frames import load_frame_index
     from vidsearch.index.shards import IndexStore
 
     store = IndexStore(meta["index"])
-    parts = {"text": [], "load": [], "score": [], "search": [], "total": []}
+    return store, load_frame_index(store, meta["model_id"])
+
+
+def evict(meta: dict) -> None:
+    """Drop the matrix and coarse files from the page cache (posix_fadvise; no root needed)."""
+    for p in Path(meta["index"], "matrix").rglob("*"):
+        if p.is_file():
+            with contextlib.suppress(OSError):
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
+
+def child_baselines(meta: dict, repeat: int) -> dict:
+    """Floors and baselines over the same rows: one read of the float16 matrix (memory copy), numpy
+    float16 and float32 scans, faiss flat (float16 in place, float32 in RAM)."""
+    from vidsearch.index.flatscan import open_flat
+
+    _, index = _open(meta)
+    emb, q = index.emb, np.asarray(meta["queries"][0], np.float32)
+    out: dict = {"bytes_f16": emb.nbytes}
+    block = 1 << 16
+    dst = np.empty((block, emb.shape[1]), np.float16)
+
+    def copy():
+        for i in range(0, len(emb), block):
+            j = min(i + block, len(emb))
+            np.copyto(dst[: j - i], emb[i:j])
+
+    def f16_numpy():
+        buf = np.empty((block, emb.shape[1]), np.float32)
+        for i in range(0, len(emb), block):
+            j = min(i + block, len(emb))
+            np.copyto(buf[: j - i], emb[i:j])
+            buf[: j - i] @ q
+
+    scan = open_flat(index.emb_path, len(index), emb.shape[1], "float16")
+    tests = [("memcpy", copy), ("numpy_f16", f16_numpy), ("faiss_flat_f16", lambda: scan.search(q, 4096))]
+    if emb.nbytes * 2 < 8 << 30:  # a float32 copy in RAM only where it fits comfortably
+        f32 = np.empty(emb.shape, np.float32)
+        for i in range(0, len(emb), block):
+            f32[i : i + block] = emb[i : i + block]
+        tests += [("numpy_f32", lambda: f32 @ q)]
+        out["bytes_f32"] = f32.nbytes
+    for name, fn in tests:
+        fn()
+        out[name + "_cpu"] = []
+        out[name] = _times(fn, repeat, out[name + "_cpu"])
+    return out
+
+
+def _times(fn, repeat: int, cpu: list | None = None) -> list[float]:
+    """Wall times of ``repeat`` runs; their CPU times (this process) go to ``cpu`` when given."""
+    ts = []
     for _ in range(repeat):
-        t = time.perf_counter()
-        q = Encoder(load_model_info(MODEL_NAME)).encode_texts([QUERY])[0]  # a new session, as each CLI call
-        parts["text"].append(time.perf_counter() - t)
-    for _ in range(repeat):
-        t0 = t = time.perf_counter()
-        t = time.perf_counter()
-        index = load_frame_index(store, meta["model_id"])
-        parts["load"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        scores = index.scores(q)
-        parts["score"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        search_vector(store, index, q, label=QUERY, semantics="random", top=50, scores=scores)
-        parts["search"].append(time.perf_counter() - t)
-        parts["total"].append(time.perf_counter() - t0)
-    top = np.argpartition(scores, -50)[-50:]
-    top_frames = sorted(((index.videos[index.codes[i]], float(index.pts[i]), float(scores[i])) for i in top),
-                        key=lambda x: -x[2])
-    return {"times": times, "parts": parts, "ranges": out["ranges"], "top_frames": top_frames,
-            "dtype": str(index.emb.dtype), "rows": len(index)}
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        ts.append(time.perf_counter() - t)
+        if cpu is not None:
+            cpu.append(time.process_time() - c)
+    return ts
+
+
+def child_search(meta: dict, repeat: int) -> dict:
+    """score + ranges per search path, warm, per query; and the first query after eviction. Its own
+    process: peak RSS is the query's."""
+    from vidsearch.query.engine import search_vector
+
+    paths = os.environ.get("BENCH_PATHS", "flat,two-stage").split(",")
+    store, index = _open(meta)
+    qs = [np.asarray(q, np.float32) for q in meta["queries"]]
+    out: dict = {"rows": len(index)}
+    for path in paths:
+        if path == "two-stage" and index.coarse_stage(min_rows=0) is None:
+            continue
+        res = {"times": [], "cpu": [], "ranges": [], "search": None, "candidates": []}
+        for q in qs:
+            cpu: list = []
+            ts = _times(lambda: search_vector(store, index, q, label="q", top=10, search=path), repeat, cpu)
+            r = search_vector(store, index, q, label="q", top=10, search=path)
+            res["times"].append(min(ts))
+            res["cpu"].append(min(cpu))
+            res["ranges"].append([(x.video_id, x.start, x.end, x.score) for x in r.ranges])
+            res["candidates"].append(r.candidates)
+            res["complete"] = res.get("complete", True) and r.complete
+        out[path] = res
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def child_cold(meta: dict, repeat: int) -> dict:
+    """The first query of a process after the matrix and coarse files were evicted from the page cache."""
+    from vidsearch.query.engine import search_vector
+
+    evict(meta)
+    t = time.perf_counter()
+    store, index = _open(meta)
+    r = search_vector(store, index, np.asarray(meta["queries"][0], np.float32), label="q", top=10)
+    return {"cold_s": time.perf_counter() - t, "search": r.search, "peak_rss_mb": peak_rss_mb()}
+
+
+def child_reference(meta: dict, repeat: int) -> dict:
+    """The exact method's top-10 ranges of every query: every frame scored (one pass for all queries)."""
+    from vidsearch.index.matrix import matmul
+    from vidsearch.query.engine import search_vector
+
+    store, index = _open(meta)
+    qs = np.stack([np.asarray(q, np.float32) for q in meta["queries"]], axis=1)
+    scores = np.empty((len(index), qs.shape[1]), np.float32)
+    block = 1 << 20
+    t = time.perf_counter()
+    for i in range(0, len(index), block):
+        scores[i : i + block] = matmul(index.emb[i : i + block], qs)
+    scan_s = time.perf_counter() - t
+    ranges = []
+    for j in range(qs.shape[1]):
+        r = search_vector(store, index, qs[:, j], label="q", top=10, scores=np.ascontiguousarray(scores[:, j]), search="full")
+        ranges.append([(x.video_id, x.start, x.end, x.score) for x in r.ranges])
+    return {"ranges": ranges, "scan_s": scan_s}
 
 
 def child_duckdb(meta: dict, repeat: int) -> dict:
-    from vidsearch.models.encoder import Encoder
-    from vidsearch.models.contract import load_model_info
     from vidsearch.index.catalog import Catalog
     from vidsearch.index.shards import IndexStore, model_slug
 
-    q = Encoder(load_model_info(MODEL_NAME)).encode_texts([QUERY])[0]
-    dim = len(q)
+    q = meta["queries"][0]
     store = IndexStore(meta["index"])
-    sql = (f"SELECT video_id, pts, array_cosine_similarity(embedding, ?::FLOAT[{dim}]) AS s "
+    sql = (f"SELECT video_id, pts, array_cosine_similarity(embedding, ?::FLOAT[{len(q)}]) AS s "
            f"FROM frames_{model_slug(meta['model_id'])} ORDER BY s DESC LIMIT 50")
-    times, rows = [], None
     with Catalog(store, read_only=True) as cat:
-        for _ in range(repeat):
-            t = time.perf_counter()
-            rows = cat.con.execute(sql, [q.tolist()]).fetchall()
-            times.append(time.perf_counter() - t)
-    return {"times": times, "top_frames": [(v, float(p), float(s)) for v, p, s in rows]}
+        return {"times": _times(lambda: cat.con.execute(sql, [q]).fetchall(), repeat)}
+
+
+CHILDREN = {"baselines": child_baselines, "search": child_search, "cold": child_cold, "reference": child_reference,
+            "duckdb": child_duckdb}
 
 
 def run_child(kind: str, meta_path: Path, repeat: int, env: dict | None = None) -> dict:
@@ -249,71 +392,185 @@ def run_child(kind: str, meta_path: Path, repeat: int, env: dict | None = None) 
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-# ----------------------------------------------------------------------------- matrix upkeep
+# ----------------------------------------------------------------------------- the whole command
 
 
-def bench_matrix_upkeep(meta: dict, args) -> dict:
-    """Full build from Parquet, appending one new video, the no-change check."""
-    from vidsearch.index.matrix import MatrixCache
-    from vidsearch.core.plan import ChunkSpec, Sampling, plan_chunks
+def cli_runs(meta: dict, repeat: int, repo: Path = REPO) -> dict:
+    """``vidsearch query`` as a user runs it: a new process each time, wall time from start to exit
+    (``repo``: another checkout, e.g. the version before, run on the same index)."""
+    env = {**os.environ, "VIDSEARCH_HOME": meta["home"], "PYTHONPATH": str(repo)}
+    cmd = [sys.executable, "-m", "vidsearch", "--index", meta["index"], "query", QUERY, "--json", "--model", MODEL_NAME]
+    prompts = Path(meta["home"]) / "cache" / "prompts"
+
+    import resource
+
+    def once(argv=cmd) -> tuple[float, float, dict | None]:
+        """(wall s, CPU s of the process: user + system, its JSON output)."""
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        p = subprocess.run(argv, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if p.returncode:
+            raise SystemExit(f"{argv[-1]} failed:\n{p.stderr[-2000:]}")
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        return wall, cpu, (json.loads(p.stdout) if argv is cmd else None)
+
+    out: dict = {}
+    res = once()[2]  # settle the catalog copy and the tokenizer cache
+    runs = {"new_prompt": lambda: (shutil.rmtree(prompts, ignore_errors=True), once())[1],
+            "repeated_prompt": once, "evicted": lambda: (evict(meta), once())[1],
+            "python_start": lambda: once([sys.executable, "-c", "pass"]),
+            "python_numpy": lambda: once([sys.executable, "-c", "import numpy"])}
+    if repo != REPO:
+        runs = {k: runs[k] for k in ("new_prompt", "repeated_prompt")}
+    for name, fn in runs.items():
+        got = [fn() for _ in range(repeat if name != "evicted" else max(1, repeat // 2))]
+        out[name], out[name + "_cpu"] = [g[0] for g in got], [g[1] for g in got]
+    out["search"] = res.get("search")
+    out["ranges"] = res["ranges"]
+    return out
+
+
+# ----------------------------------------------------------------------------- upkeep
+
+
+def bench_upkeep(meta: dict, args) -> dict:
+    """Coarse stage build (timed, with its peak RSS), appending one hour of one camera and of 30 cameras."""
+    from vidsearch.index import coarse
+    from vidsearch.index.matrix import MatrixCache, update_coarse
     from vidsearch.index.shards import IndexStore
 
     os.environ["VIDSEARCH_HOME"] = meta["home"]
     store = IndexStore(meta["index"])
     cache = MatrixCache(store, meta["model_id"])
-    out = {}
-    if args.rebuild or cache.read_manifest() is None:
-        shutil.rmtree(cache.dir, ignore_errors=True)
+    out: dict = {}
+    manifest = cache.refresh()
+    if coarse.read_manifest(coarse.coarse_dir(cache.dir)) is None or args.rebuild:
+        shutil.rmtree(coarse.coarse_dir(cache.dir), ignore_errors=True)
         t = time.perf_counter()
-        cache.refresh()
-        out["full_build_s"] = time.perf_counter() - t
-        log(f"  full build from Parquet: {out['full_build_s']:.1f} s")
-    per_video = args.frames // args.videos
-    vid = "f" * 64
-    rng = np.random.default_rng(7)
-    emb = unit(rng.standard_normal((per_video, args.dim), dtype=np.float32))
-    specs = []
-    for s, e in plan_chunks(float(per_video), args.chunk_s):
-        spec = ChunkSpec(vid, "/bench/extra.mp4", s, e, Sampling().key, meta["model_id"], args.chunk_s)
-        store.write_shard(spec, np.arange(int(s), int(e), dtype=np.float64), emb[int(s) : int(e)])
-        specs.append(spec)
-    t = time.perf_counter()
-    cache.refresh()
-    out["append_s"] = time.perf_counter() - t
-    out["append_action"] = cache.last_action
-    out["append_frames"] = per_video
-    time.sleep(2.2)  # let the directories settle (see matrix.RACY_NS)
-    cache.refresh()
-    t = time.perf_counter()
-    MatrixCache(store, meta["model_id"]).refresh()
-    out["check_s"] = time.perf_counter() - t
-    # put the index back as it was: removing the video triggers a full rebuild (timed too)
-    shutil.rmtree(store.chunk_dir(specs[0]))
-    t = time.perf_counter()
-    cache.refresh()
-    out["rebuild_s"] = time.perf_counter() - t
-    out["rebuild_action"] = cache.last_action
-    time.sleep(2.2)
-    cache.refresh()  # settle
+        out["coarse_build_action"] = update_coarse(cache, manifest, min_rows=0)
+        out["coarse_build_s"] = time.perf_counter() - t
+        log(f"  coarse stage built in {out['coarse_build_s']:.0f} s")
+    cm = coarse.read_manifest(coarse.coarse_dir(cache.dir))
+    out["coarse_bytes"] = sum(p.stat().st_size for p in coarse.coarse_dir(cache.dir).glob("*.faiss"))
+    out["coarse_parts"] = len(cm["parts"])
     return out
 
 
-# ----------------------------------------------------------------------------- main
+def bench_append(meta: dict, args, hours_of: int) -> dict:
+    """Append ``hours_of`` new one-hour videos through the real shard writer; time the matrix append and
+    the coarse-stage append; check that a query finds a target planted in them before and after."""
+    from vidsearch.core.plan import ChunkSpec, Sampling, plan_chunks
+    from vidsearch.index.matrix import MatrixCache, update_coarse
+    from vidsearch.index.shards import IndexStore
+    from vidsearch.query.engine import search_vector
+
+    store = IndexStore(meta["index"])
+    cache = MatrixCache(store, meta["model_id"])
+    vids, run = [], time.time_ns() % 10**12
+    foot, rng = Footage(args.dim), np.random.default_rng(run)
+    q = unit(rng.standard_normal(args.dim, dtype=np.float32))
+    for k in range(hours_of):
+        vid = f"e{run:012x}{k:051x}"
+        emb = foot.video(rng, 3600, [(q, 1000, 30, 0.9)] if k == 0 else [])
+        for s, e in plan_chunks(3600.0, 60.0):
+            spec = ChunkSpec(vid, f"/bench/new{k}.mp4", s, e, Sampling().key, meta["model_id"], 60.0)
+            store.write_shard(spec, np.arange(int(s), int(e), dtype=np.float64), emb[int(s) : int(e)])
+        vids.append(vid)
+    t = time.perf_counter()
+    manifest = cache.refresh()
+    matrix_s = time.perf_counter() - t
+    from vidsearch.index.frames import load_frame_index
+
+    index = load_frame_index(store, meta["model_id"])
+    before = search_vector(store, index, q, label="q", top=3)
+    t = time.perf_counter()
+    action = update_coarse(cache, manifest, min_rows=0) if index.coarse_stage(min_rows=0) is not None else "none"
+    coarse_s = time.perf_counter() - t
+    index = load_frame_index(store, meta["model_id"])
+    after = search_vector(store, index, q, label="q", top=3)
+    found = lambda r: bool(r.ranges) and r.ranges[0].video_id == vids[0] and abs(r.ranges[0].start - 1000) < 5
+    # the new videos stay (removing them would rebuild the matrix; a direct index has no Parquet to rebuild from)
+    return {"videos": hours_of, "frames": 3600 * hours_of, "matrix_append_s": matrix_s, "coarse_append_s": coarse_s,
+            "coarse_action": action, "found_in_tail": found(before), "tail_search": before.search,
+            "found_after_coarse_append": found(after)}
+
+
+# ----------------------------------------------------------------------------- report
 
 
 def ms(xs) -> float:
     return 1000 * statistics.median(xs)
 
 
+def recall(ref: list, got: list) -> float:
+    """Share of the reference top-10 ranges that a range of ``got`` overlaps (same video)."""
+    hit = total = 0
+    for rr, gg in zip(ref, got):
+        for v, s, e, _ in rr:
+            total += 1
+            hit += any(v == v2 and s2 < e and e2 > s for v2, s2, e2, _ in gg)
+    return hit / total if total else float("nan")
+
+
+def report(meta: dict, args, res: dict) -> None:
+    b, srch = res["baselines"], res["search"]
+    floor = ms(b["memcpy"])
+    print(f"\nQuery: {meta['rows']:,} frames ({args.videos} videos, dim {args.dim}, structured footage-like embeddings)")
+    print(f"machine: {machine()}, no GPU; load average at the end {os.getloadavg()[0]:.1f}")
+    if "cli" in res:
+        c = res["cli"]
+        print(f"\nthe whole `vidsearch query` command, process start to exit (median s, wall / CPU user+sys; "
+              f"search path {c['search']}):")
+        old = res.get("cli_before", {})
+        for name in ("repeated_prompt", "new_prompt", "evicted", "python_start", "python_numpy"):
+            before = (f"   version before ({args.baseline_repo}): wall {ms(old[name]) / 1000:6.3f}   CPU "
+                      f"{ms(old[name + '_cpu']) / 1000:6.3f}" if name in old else "")
+            print(f"  {name:16s} wall {ms(c[name]) / 1000:6.3f}   CPU {ms(c[name + '_cpu']) / 1000:6.3f}{before}")
+    cfloor = ms(b["memcpy_cpu"])
+    print(f"\nscore + ranges, warm, one query (median over {len(meta['queries'])} queries; wall ms and CPU ms, "
+          f"x = / one read of the float16 matrix):")
+    print(f"  {'one read of the float16 matrix (memory copy, the floor)':58s} {floor:9.1f}  1.00x  CPU {cfloor:9.1f}  1.00x")
+    for name, key in [("numpy float16 scan (widen blocks + matvec)", "numpy_f16"), ("numpy float32 matvec (in RAM)", "numpy_f32"),
+                      ("faiss flat float16 top-4096 (in place)", "faiss_flat_f16")]:
+        if key in b:
+            print(f"  {name:58s} {ms(b[key]):9.1f}  {ms(b[key]) / floor:.2f}x  CPU {ms(b[key + '_cpu']):9.1f}  "
+                  f"{ms(b[key + '_cpu']) / cfloor:.2f}x")
+    if "duckdb" in res:
+        print(f"  {'DuckDB array_cosine_similarity ORDER BY LIMIT 50':58s} {ms(res['duckdb']['times']):9.1f}  "
+              f"{ms(res['duckdb']['times']) / floor:.2f}x")
+    for path in ("flat", "two-stage"):
+        if path in srch:
+            r = srch[path]
+            rec = recall(res["reference"]["ranges"], r["ranges"]) if "reference" in res else float("nan")
+            print(f"  {'vidsearch ' + path + ' (score + ranges)':58s} {ms(r['times']):9.1f}  {ms(r['times']) / floor:.2f}x  "
+                  f"CPU {ms(r['cpu']):9.1f}  {ms(r['cpu']) / cfloor:.2f}x   recall of exact top-10 ranges {rec:.3f}; candidates held every hit: {r.get('complete')}")
+    print(f"  query process peak RSS: {srch['peak_rss_mb']:.0f} MB")
+    if "cold" in res:
+        print(f"  first query after evicting the matrix (in-process, load + search): {res['cold']['cold_s']:.2f} s "
+              f"({res['cold']['search']}, peak RSS {res['cold']['peak_rss_mb']:.0f} MB)")
+    for key in ("upkeep", "append_1", "append_30"):
+        if key in res:
+            print(f"  {key}: {json.dumps(res[key])}")
+
+
+# ----------------------------------------------------------------------------- main
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=1_000_000, help="frames in the index (default 1,000,000)")
-    ap.add_argument("--videos", type=int, default=280, help="videos they belong to (default 280: one hour each at 1 fps)")
+    ap.add_argument("--videos", type=int, default=None, help="videos they belong to (default: one hour each at 1 fps)")
     ap.add_argument("--dim", type=int, default=512, help="embedding width (default 512, as ViT-B/32)")
     ap.add_argument("--chunk-s", type=float, default=60.0, help="chunk (shard) length in seconds (default 60, as ingest)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median reported)")
-    ap.add_argument("--rebuild", action="store_true", help="time a full matrix build from Parquet even if one exists")
-    ap.add_argument("--no-upkeep", action="store_true", help="skip the append / rebuild timings")
+    ap.add_argument("--direct", action="store_true", help="write the search matrix directly, no Parquet (10M+ frames)")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the coarse stage even if one exists")
+    ap.add_argument("--no-cli", action="store_true", help="skip the whole-command runs")
+    ap.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB baseline")
+    ap.add_argument("--baseline-repo", help="another checkout (e.g. the version before) whose `vidsearch query` is timed too")
+    ap.add_argument("--only-cli", action="store_true", help="only the whole-command runs")
     ap.add_argument("--work", default=str(REPO / "bench-out"), help="where the bench index goes (reused across runs)")
     ap.add_argument("--json", dest="json_out", help="also write the results here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -322,74 +579,48 @@ def main(argv=None) -> int:
 
     if args.child:
         meta = json.loads(Path(args.meta).read_text())
-        res = {"numpy": child_numpy, "vidsearch": child_vidsearch, "duckdb": child_duckdb}[args.child](meta, args.repeat)
-        res["peak_rss_mb"] = peak_rss_mb()
+        res = CHILDREN[args.child](meta, args.repeat)
+        res["peak_rss_mb"] = res.get("peak_rss_mb") or peak_rss_mb()
         print(json.dumps(res))
         return 0
-
-    work = Path(args.work) / f"query-{args.frames}-{args.videos}-{args.dim}"
+    args.videos = args.videos or max(1, args.frames // 3600)
+    work = Path(args.work) / f"query-{args.frames}-{args.videos}-{args.dim}{'-direct' if args.direct else ''}"
     log(f"building / reusing the bench index in {work} ...")
     meta = build_index(work, args)
     meta_path = work / "index.json"
     log(f"index: {meta['rows']:,} frames in {args.videos} videos (written in {meta['write_s']} s when built)")
-
-    upkeep = {}
-    if not args.no_upkeep:
-        log("search matrix upkeep ...")
-        upkeep = bench_matrix_upkeep(meta, args)
-    else:  # make sure it exists before the timed runs
-        os.environ["VIDSEARCH_HOME"] = meta["home"]
-        from vidsearch.index.matrix import refresh
-        from vidsearch.index.shards import IndexStore
-
-        refresh(IndexStore(meta["index"]), meta["model_id"])
-
-    log("numpy bound ...")
-    npy = run_child("numpy", meta_path, args.repeat)
-    log("vidsearch query ...")
-    vs = run_child("vidsearch", meta_path, args.repeat)
-    log("duckdb ...")
-    ddb = run_child("duckdb", meta_path, max(1, min(args.repeat, 3)))
-
-    bound = ms(npy["times"])
-    rows = [
-        ("numpy float32 matvec (bandwidth bound)", bound, 1000 * npy["times"][0], npy["peak_rss_mb"]),
-        (f"vidsearch query, CLI API ({vs['dtype']} matrix)", ms(vs["times"][1:]), 1000 * vs["times"][0], vs["peak_rss_mb"]),
-        ("  text tower: load + encode (per model)", ms(vs["parts"]["text"]), None, None),
-        ("  search over the frames (API), of which:", ms(vs["parts"]["total"]), None, None),
-        ("    load_frame_index (freshness check, map)", ms(vs["parts"]["load"]), None, None),
-        ("    scores = emb @ q", ms(vs["parts"]["score"]), None, None),
-        ("    search_vector (catalog, threshold, ranges)", ms(vs["parts"]["search"]), None, None),
-        ("duckdb array_cosine_similarity top-50", ms(ddb["times"]), 1000 * ddb["times"][0], ddb["peak_rss_mb"]),
-    ]
-    planted = {(p["video_id"]) for p in meta["planted"]}
-    found = {r["video_id"] for r in vs["ranges"] if any(
-        p["video_id"] == r["video_id"] and r["start"] < p["end"] and r["end"] > p["start"] for p in meta["planted"])}
-    same = len({(v, p) for v, p, _ in vs["top_frames"]} & {(v, p) for v, p, _ in ddb["top_frames"]})
-    d_scores = {(v, p): s for v, p, s in ddb["top_frames"]}
-    max_diff = max((abs(s - d_scores[(v, p)]) for v, p, s in vs["top_frames"] if (v, p) in d_scores), default=float("nan"))
-
-    print(f"\nQuery latency: {meta['rows']:,} frames ({args.videos} videos x {meta['rows'] // args.videos} frames, "
-          f"dim {args.dim}), top-50 ranges for {QUERY!r}")
-    print(f"machine: {machine()}, no GPU; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'':46s} {'median ms':>10s} {'first ms':>9s} {'peak RSS MB':>12s} {'x bound':>8s}")
-    for name, med, first, rss in rows:
-        print(f"{name:46s} {med:10.1f} {first if first is not None else float('nan'):9.1f} "
-              f"{rss if rss is not None else float('nan'):12.0f} {med / bound:8.2f}".replace("nan", "  -"))
-    print(f"\nplanted segments found in the top-50 ranges: {len(found)}/{len(planted)}")
-    print(f"top-50 frames, float16 matrix vs DuckDB's float32 scan: {same}/50 identical, max score difference {max_diff:.2e}")
-    if upkeep:
-        if "full_build_s" in upkeep:
-            print(f"search matrix full build from Parquet: {upkeep['full_build_s']:.1f} s")
-        print(f"append one new video ({upkeep['append_frames']:,} frames, {upkeep['append_action']}): {upkeep['append_s'] * 1000:.0f} ms; "
-              f"no-change freshness check: {upkeep['check_s'] * 1000:.1f} ms; "
-              f"rebuild after removing it ({upkeep['rebuild_action']}): {upkeep['rebuild_s']:.1f} s")
+    res: dict = {}
+    if args.only_cli:
+        res["cli"] = cli_runs(meta, args.repeat)
+        if args.baseline_repo:
+            res["cli_before"] = cli_runs(meta, args.repeat, Path(args.baseline_repo))
+        print(json.dumps({k: {n: round(ms(v) / 1000, 3) for n, v in d.items() if isinstance(v, list) and n != "ranges"}
+                          for k, d in res.items()}, indent=1))
+        return 0
+    log("coarse stage ...")
+    res["upkeep"] = bench_upkeep(meta, args)
+    log("baselines ...")
+    res["baselines"] = run_child("baselines", meta_path, args.repeat)
+    log("exact reference ranges ...")
+    res["reference"] = run_child("reference", meta_path, 1)
+    log("vidsearch score + ranges ...")
+    res["search"] = run_child("search", meta_path, max(2, args.repeat // 2))
+    res["cold"] = run_child("cold", meta_path, 1)
+    if not args.no_cli and not args.direct:
+        log("whole command ...")
+        res["cli"] = cli_runs(meta, args.repeat)
+        if args.baseline_repo:
+            res["cli_before"] = cli_runs(meta, args.repeat, Path(args.baseline_repo))
+    if not args.no_duckdb and not args.direct:
+        log("duckdb ...")
+        res["duckdb"] = run_child("duckdb", meta_path, 2)
+    log("appends ...")
+    res["append_1"] = bench_append(meta, args, 1)
+    res["append_30"] = bench_append(meta, args, 30)
+    report(meta, args, res)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(
-            {"machine": machine(), "meta": {k: v for k, v in meta.items() if k != "planted"}, "numpy": npy,
-             "vidsearch": {k: v for k, v in vs.items() if k != "top_frames"}, "duckdb": ddb, "upkeep": upkeep,
-             "planted_found": len(found), "planted": len(planted), "top50_same": same, "max_score_diff": max_diff},
-            indent=1, default=str) + "\n")
+        Path(args.json_out).write_text(json.dumps({"machine": machine(), "args": vars(args), "rows": meta["rows"],
+                                                   **res}, default=str) + "\n")
     return 0
 
 

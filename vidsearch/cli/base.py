@@ -44,7 +44,37 @@ def setting_default(field: str) -> Callable[[], Any]:
     return default
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """The root group: a command's module is imported when that command runs (``vidsearch query``
+    does not pay for ingest, serve or model management); listing them (``--help``) imports all."""
+
+    #: command name -> its module under ``vidsearch.cli`` (a name not here: every module is imported)
+    modules: dict[str, str] = {}
+
+    def load_all(self) -> None:
+        import importlib
+        import pkgutil
+
+        here = str(Path(__file__).parent)  # this package's directory (importing the package would be a cycle)
+        for m in sorted(m.name for m in pkgutil.iter_modules([here]) if m.name.startswith("cmd_")):
+            importlib.import_module(f"vidsearch.cli.{m}")
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            import importlib
+
+            if cmd_name in self.modules:
+                importlib.import_module(f"vidsearch.cli.{self.modules[cmd_name]}")
+            if cmd_name not in self.commands:
+                self.load_all()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_all()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="vidsearch")
 @click.option(
     "--index",

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import click
 
-from vidsearch.index.shards import IndexStore
 from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
 from .queryopts import damaged_note, refine_options, skipped_note
@@ -44,15 +43,23 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
         raise click.UsageError('say what to look for: vidsearch query "person in a red jacket" and/or --text-in-frame "EXIT"')
     if negatives and not (text or images):
         raise click.UsageError("--not steers a visual query away from something: give TEXT or --image too")
+    from vidsearch.index.shards import IndexStore
+
     store = IndexStore(ctx.index)
 
     def open_encoder():
-        from vidsearch.models.encoder import Encoder
         from vidsearch.query.models import pick_model
+        from vidsearch.query.prompts import CachedTextEncoder
 
         info = pick_model(store, model)
         semantics_warning(info)
-        return Encoder(info, providers=providers)
+
+        def tower():
+            from vidsearch.models.encoder import Encoder
+
+            return Encoder(info, providers=providers)
+
+        return CachedTextEncoder(info, tower)  # a repeated prompt needs no text tower
 
     result = run_query(store, list(text), open_encoder, text_in_frame=text_in_frame, negatives=list(negatives),
                        images=[str(p) for p in images], top=top, min_score=min_score, video_glob=video_glob,

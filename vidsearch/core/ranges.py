@@ -126,19 +126,21 @@ def video_ranges(
     max_gap_s: float | None = None,
     duration: float | None = None,
     low: float | None = None,
+    step: float | None = None,
 ) -> list[TimeRange]:
     """Ranges of one video where the smoothed score reaches ``threshold``.
 
     A range runs from its first hit frame to the end of its last hit frame (one sample step
     later); hits closer than ``max_gap_s`` (default: two sample steps) merge. With ``low``,
-    ranges extend while the smoothed score stays above ``low`` (hysteresis).
+    ranges extend while the smoothed score stays above ``low`` (hysteresis). ``step``: the
+    video's sample step when ``pts`` is only a window of it (default: measured on ``pts``).
     """
     order = np.argsort(pts, kind="stable")
     pts = np.asarray(pts, dtype=np.float64)[order]
     raw = np.asarray(scores, dtype=np.float64)[order]
     if len(pts) == 0:
         return []
-    step = sample_step(pts)
+    step = sample_step(pts) if step is None else step
     sm = smooth(pts, raw, smooth_s)
     gap = 2 * step + 1e-6 if max_gap_s is None else max_gap_s
     runs = runs_above(sm, threshold) if low is None else hysteresis_runs(sm, threshold, low)

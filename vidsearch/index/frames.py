@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -32,19 +33,26 @@ class FrameIndex:
     codes: np.ndarray  # int32 [N]
     pts: np.ndarray  # float64 [N]
     emb: np.ndarray  # float32 or float16 [N, dim]; a np.memmap when loaded from the matrix cache
-    #: precomputed rows_by_video() (the matrix cache stores per-video row segments): no sort per query
+    #: rows_by_video(), once built (from ``segments`` when the matrix cache gave them: no sort per query)
     video_rows: dict[int, np.ndarray] | None = dataclasses.field(default=None, repr=False)
     #: damaged shards left out (shard path -> frames); see :mod:`vidsearch.index.matrix`
     damaged: dict[str, int] | None = dataclasses.field(default=None, repr=False)
+    #: with regions: each frame's first ``emb`` row, and the row count at the end ([frames + 1])
+    frame_rows: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    region: np.ndarray | None = dataclasses.field(default=None, repr=False)  # per ``emb`` row: index into ``boxes``
+    boxes: list | None = dataclasses.field(default=None, repr=False)
+    #: int64 [S, 3] ``(code, row0, n)`` runs, each video's in time order (the matrix cache's layout)
+    segments: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    #: the matrix file behind ``emb`` and its generation (what the flat scan and the coarse stage map)
+    emb_path: Path | None = dataclasses.field(default=None, repr=False)
+    gen: int = 0
+    #: opened on first use: the faiss flat scan of ``emb_path``, the coarse stage of its generation
+    _stages: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def skipped_frames(self) -> int:
         """Frames left out because their shards are damaged."""
         return sum((self.damaged or {}).values())
-    #: with regions: each frame's first ``emb`` row, and the row count at the end ([frames + 1])
-    frame_rows: np.ndarray | None = dataclasses.field(default=None, repr=False)
-    region: np.ndarray | None = dataclasses.field(default=None, repr=False)  # per ``emb`` row: index into ``boxes``
-    boxes: list | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def empty(cls, model_id: str) -> "FrameIndex":
@@ -78,12 +86,56 @@ class FrameIndex:
 
     def rows_by_video(self) -> dict[int, np.ndarray]:
         """Row indices of each video code, in time order."""
-        if self.video_rows is not None:
-            return dict(self.video_rows)
+        if self.video_rows is None:
+            self.video_rows = self._rows_by_video()
+        return dict(self.video_rows)
+
+    def _rows_by_video(self) -> dict[int, np.ndarray]:
+        if self.segments is not None:
+            groups: dict[int, list[np.ndarray]] = {}
+            for code, r0, n in self.segments.tolist():
+                groups.setdefault(code, []).append(np.arange(r0, r0 + n, dtype=np.int64))
+            return {c: (g[0] if len(g) == 1 else np.concatenate(g)) for c, g in groups.items()}
         order = np.lexsort((self.pts, self.codes))
         codes = self.codes[order]
         cuts = np.flatnonzero(np.diff(codes)) + 1
         return {int(codes[g[0]]): g for g in np.split(order, cuts) if len(g)} if len(order) else {}
+
+    def flat_scan(self):
+        """The fused exact scan of this matrix (:mod:`vidsearch.index.flatscan`), or None."""
+        if "flat" not in self._stages:
+            from vidsearch.index.flatscan import open_flat
+
+            dtype = str(self.emb.dtype)
+            self._stages["flat"] = open_flat(self.emb_path, len(self), self.emb.shape[1] if self.emb.ndim == 2 else 0, dtype)
+        return self._stages["flat"]
+
+    def coarse_stage(self, min_rows: int | None = None):
+        """The compressed first stage of this matrix generation (:mod:`vidsearch.index.coarse`), or None."""
+        from vidsearch.index import coarse
+
+        if len(self) < (coarse.MIN_ROWS if min_rows is None else min_rows) or self.emb_path is None:
+            return None
+        if "coarse" not in self._stages:
+            self._stages["coarse"] = coarse.open_coarse(self.emb_path.parent, self.gen, len(self))
+        return self._stages["coarse"]
+
+    def video_runs(self) -> dict[int, list[tuple[int, int]]]:
+        """``code -> [(row0, n), ...]`` in time order, without building per-row index arrays."""
+        if self.segments is None:
+            return {c: _runs(g) for c, g in self.rows_by_video().items()}
+        out: dict[int, list[tuple[int, int]]] = {}
+        for code, r0, n in self.segments.tolist():
+            out.setdefault(code, []).append((r0, n))
+        return out
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive runs of a row-index array as ``(row0, n)``."""
+    if not len(rows):
+        return []
+    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+    return [(int(g[0]), len(g)) for g in np.split(rows, cuts)]
 
 
 def with_regions(index: FrameIndex, region: np.ndarray | None, boxes: list | None) -> FrameIndex:
@@ -102,7 +154,8 @@ def with_regions(index: FrameIndex, region: np.ndarray | None, boxes: list | Non
 def open_matrix(cache: MatrixCache, refresh: bool = True) -> FrameIndex:
     """The frame index of a matrix cache, memory-mapped (refreshed first)."""
     m = cache.open(refresh=refresh)
-    index = FrameIndex(cache.model_id, m.videos, m.codes, m.pts, m.emb, m.video_rows, damaged=m.damaged or None)
+    index = FrameIndex(cache.model_id, m.videos, m.codes, m.pts, m.emb, m.video_rows, damaged=m.damaged or None,
+                       segments=m.segments, emb_path=m.emb_path, gen=m.gen)
     return with_regions(index, m.region, m.boxes)
 
 

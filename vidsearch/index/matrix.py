@@ -12,6 +12,12 @@ a memory-mapped ``float16`` matrix that holds every done shard's rows::
         regions-<gen>.i16          [rows] region code (index into manifest["boxes"]; 0: the whole frame)
         shards-<gen>-<rows>.json   which shards the rows came from: key -> [row0, n, marker mtime_ns, marker size, start, code]
         .lock                      one writer at a time (flock)
+        coarse/                    the compressed first stage of a big index (:mod:`vidsearch.index.coarse`)
+    <index>/matrix/catalog.json    the catalog facts a query needs (:mod:`vidsearch.index.meta`)
+
+Every file is memory-mapped by a reader, so a query touches only the rows it scores. Besides
+:func:`matmul` (every row, for retrospection and the plain query path), a query scans the
+file in place with faiss (:mod:`vidsearch.index.flatscan`) or asks the coarse stage first.
 
 **float16.** It halves the bytes a query streams and the memory it maps (1M x 512 frames:
 1 GiB instead of 2). Rows are rounded to float16 (relative error <= 2^-11 per component, about
@@ -54,6 +60,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from vidsearch.errors import first_line
+from vidsearch.index import coarse, meta
 from vidsearch.index.shards import IndexStore, model_slug, read_marker, shard_problem, write_json_atomic
 from vidsearch.settings import current
 
@@ -323,22 +330,26 @@ class MatrixCache:
         raise AssertionError("unreachable")
 
     def _mapped(self, m: dict) -> "MatrixRows":
+        """Every file memory-mapped: a query touches only the rows it scores (a 30M-row index stays on disk)."""
         rows, dim, gen, dtype = int(m["rows"]), int(m["dim"]), int(m["gen"]), m["dtype"]
         videos = list(m["videos"])
+        segments = np.asarray(m["segments"], dtype=np.int64).reshape(-1, 3)
         if rows == 0 or dim == 0:
-            return MatrixRows([], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32), None, self._damaged(m))
-        emb = np.memmap(self._emb_path(gen, dtype), dtype=np.dtype(dtype), mode="r", shape=(rows, dim))
-        pts = np.fromfile(self._pts_path(gen), dtype=np.float64, count=rows)
-        codes = np.fromfile(self._codes_path(gen), dtype=np.int32, count=rows)
-        region = np.fromfile(self._regions_path(gen), dtype=np.int16, count=rows)
-        if len(pts) != rows or len(codes) != rows or len(region) != rows:
-            raise FileNotFoundError("matrix files shorter than the manifest")
-        groups: dict[int, list[np.ndarray]] = {}
-        for code, r0, n in m["segments"]:
-            groups.setdefault(int(code), []).append(np.arange(r0, r0 + n, dtype=np.int64))
-        rows_by_video = {c: (g[0] if len(g) == 1 else np.concatenate(g)) for c, g in groups.items()}
+            return MatrixRows([], np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 0), np.float32), None, segments,
+                              damaged=self._damaged(m))
+        emb_path = self._emb_path(gen, dtype)
         boxes = [tuple(b) for b in m.get("boxes") or [FULL_BOX]]
-        return MatrixRows(videos, codes, pts, emb, rows_by_video, self._damaged(m), region if region.any() else None, boxes)
+        try:
+            emb = np.memmap(emb_path, dtype=np.dtype(dtype), mode="r", shape=(rows, dim))
+            pts = np.memmap(self._pts_path(gen), dtype=np.float64, mode="r", shape=(rows,))
+            codes = np.memmap(self._codes_path(gen), dtype=np.int32, mode="r", shape=(rows,))
+            region = np.fromfile(self._regions_path(gen), dtype=np.int16, count=rows) if len(boxes) > 1 else None
+        except ValueError as e:  # numpy: "mmap length is greater than file size"
+            raise FileNotFoundError(f"matrix files shorter than the manifest ({e})") from None
+        if region is not None and len(region) != rows:
+            raise FileNotFoundError("matrix files shorter than the manifest")
+        return MatrixRows(videos, codes, pts, emb, None, segments, emb_path, gen, damaged=self._damaged(m),
+                          region=region, boxes=boxes)
 
     def _damaged(self, m: dict) -> dict[str, int]:
         """The manifest's damaged shards as ``{shard path: frames left out}``."""
@@ -495,18 +506,21 @@ class MatrixCache:
         keep = {MANIFEST, ".lock", manifest["shards_file"], self._emb_path(gen, dtype).name,
                 self._pts_path(gen).name, self._codes_path(gen).name, self._regions_path(gen).name}
         for p in self.dir.iterdir():
-            if p.name not in keep and not p.name.startswith("."):
+            if p.name not in keep and not p.name.startswith(".") and not p.is_dir():  # coarse/ is kept
                 p.unlink(missing_ok=True)
 
 
 class MatrixRows(NamedTuple):
-    """A matrix as read: video ids, and row-aligned video codes, times and embeddings."""
+    """A matrix as read: video ids, and row-aligned video codes, times and embeddings (all memory-mapped)."""
 
     videos: list[str]
     codes: np.ndarray  # int32 [N]
     pts: np.ndarray  # float64 [N]
     emb: np.ndarray  # [N, dim], memory-mapped
-    video_rows: dict[int, np.ndarray] | None = None  # each video's rows in time order
+    video_rows: dict[int, np.ndarray] | None = None  # each video's rows in time order (built on demand)
+    segments: np.ndarray | None = None  # int64 [S, 3]: (code, row0, n) runs, each video's in time order
+    emb_path: Path | None = None  # the file behind ``emb`` (the flat scan maps it too)
+    gen: int = 0
     damaged: dict[str, int] | None = None  # damaged shards left out: shard path -> frames
     region: np.ndarray | None = None  # int16 [N] index into ``boxes``; None: every row is a whole frame
     boxes: list | None = None
@@ -620,7 +634,20 @@ def _segments(table: dict[str, list]) -> list[list[int]]:
 
 # -- entry points ----------------------------------------------------------------------------
 def refresh(store: IndexStore, model_id: str) -> str:
-    """Update the matrix of ``model_id`` now (after an ingest, so the next query does not pay)."""
+    """Update the matrix of ``model_id`` now (after an ingest, so the next query does not pay), and
+    with it the compressed first stage of a big index (:mod:`vidsearch.index.coarse`) and the
+    catalog facts a query reads (:mod:`vidsearch.index.meta`)."""
     cache = MatrixCache(store, model_id)
-    cache.refresh()
+    manifest = cache.refresh()
+    update_coarse(cache, manifest)
+    with contextlib.suppress(OSError):
+        meta.write_meta(store)
     return cache.last_action or "fresh"
+
+
+def update_coarse(cache: MatrixCache, manifest: dict, min_rows: int | None = None) -> str:
+    """Encode the rows the coarse stage does not cover yet (builds it the first time an index is big enough)."""
+    if int(manifest.get("rows", 0)) < (coarse.MIN_ROWS if min_rows is None else min_rows):
+        return "none"
+    rows = cache._mapped(manifest)
+    return coarse.update(cache.dir, manifest, rows.emb, dir_lock, coarse.MIN_ROWS if min_rows is None else min_rows)

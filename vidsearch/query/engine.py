@@ -15,11 +15,12 @@ import numpy as np
 
 from vidsearch.core.clip import contrast_scores
 from vidsearch.core.ranges import TimeRange, adaptive_threshold, mark_weak, rank, video_ranges
-from vidsearch.index.catalog import Catalog
+from vidsearch.index.meta import read_meta
 from vidsearch.index.frames import FrameIndex, load_frame_index  # noqa: F401 - re-exported
 from vidsearch.index.shards import IndexStore
 from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask
-from vidsearch.errors import UserError
+from vidsearch.errors import IndexUnusableError, UserError
+from vidsearch.query import stages
 from vidsearch.query.vectors import query_label, query_vectors
 
 
@@ -40,6 +41,12 @@ class QueryResult:
     smooth_s: float | None = None
     #: videos left out by --after/--before because the file carries no creation time
     skipped_no_time: int = 0
+    #: which search ran: "full" (every frame scored), "flat" (fused exact scan, then exact windows)
+    #: or "two-stage" (compressed first stage, then exact windows); how many candidate frames it
+    #: took, and whether they held every hit (False: more hits than candidates, ranges may be missing)
+    search: str = "full"
+    candidates: int | None = None
+    complete: bool = True
 
     def to_dict(self) -> dict:
         return {
@@ -48,6 +55,7 @@ class QueryResult:
             "frames_scanned": self.frames_scanned, "seconds": round(self.seconds, 4),
             "prompts": list(self.prompts), "negatives": list(self.negatives), "images": list(self.images),
             "smooth_s": self.smooth_s, "skipped_no_time": self.skipped_no_time,
+            "search": self.search, "candidates": self.candidates, "complete": self.complete,
             "ranges": [r.to_dict() for r in self.ranges],
         }
 
@@ -68,18 +76,76 @@ def search_vector(
     scores: np.ndarray | None = None,
     after: _dt.datetime | None = None,
     before: _dt.datetime | None = None,
+    search: str = "auto",
 ) -> QueryResult:
+    """Ranked ranges of ``query_vec`` (or of precomputed per-frame ``scores``).
+
+    ``search``: "auto" picks the path (see :func:`search_path`); "full", "flat" and "two-stage" force one.
+    """
     t0 = time.perf_counter()
+    path = search_path(index, search, custom_scores=scores is not None, filtered=bool(video_glob or after or before))
+    if path == "full":
+        result = _full_search(store, index, query_vec, label=label, semantics=semantics, top=top, min_score=min_score,
+                              video_glob=video_glob, smooth_s=smooth_s, scores=scores, after=after, before=before)
+    else:
+        result = _staged_search(store, index, query_vec, path, label=label, semantics=semantics, top=top,
+                                min_score=min_score, smooth_s=smooth_s)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def search_path(index: FrameIndex, asked: str = "auto", *, custom_scores: bool = False, filtered: bool = False) -> str:
+    """Which search runs: "full" (score every frame: small indexes, negative prompts, path or time
+    filters, no faiss), "flat" (faiss's fused exact scan) or "two-stage" (the coarse stage of a big
+    index, then exact windows)."""
+    if asked not in ("auto", "full", "flat", "two-stage"):
+        raise ValueError(f"unknown search path {asked!r}")
+    if asked != "auto":
+        return asked
+    if custom_scores or filtered or index.has_regions or len(index) <= 4 * stages.SAMPLE_ROWS:
+        return "full"  # (regions: a frame is several rows; the staged paths score rows)
+    coarse = index.coarse_stage()
+    if coarse is not None and len(index) - coarse.rows <= max(len(index) // 4, 1):
+        return "two-stage"
+    return "flat" if index.flat_scan() is not None else "full"
+
+
+def _staged_search(store, index, query_vec, path, *, label, semantics, top, min_score, smooth_s) -> QueryResult:
+    q = np.asarray(query_vec, dtype=np.float32)
+    if path == "two-stage":
+        coarse = index.coarse_stage(min_rows=0)
+        if coarse is None:
+            raise UserError("no coarse stage for this index (it is built by `vidsearch ingest` past "
+                            "a few million frames, with the scale extra installed)")
+        cand = stages.coarse_candidates(index, coarse, q, min_score)
+    else:
+        scan = index.flat_scan()
+        if scan is None:
+            raise UserError("the flat scan needs faiss: pip install 'vidsearch[scale]'")
+        cand = stages.flat_candidates(index, scan, q, min_score)
+    best = float(cand.scores.max()) if len(cand.scores) else float("-inf")
+    threshold = stages.threshold_of(best, cand.median, min_score) if len(cand.scores) else float("inf")
+    facts = video_facts(store)
+    found = stages.candidate_ranges(index, cand, q, threshold, durations=facts.durations, smooth_s=smooth_s)
+    for r in found:
+        r.path = facts.paths.get(r.video_id)
+    return QueryResult(query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,
+                       frames_scanned=len(index), ranges=rank(found, top), seconds=0.0, smooth_s=smooth_s,
+                       search=cand.path, candidates=len(cand.rows), complete=cand.complete)
+
+
+def _full_search(store, index, query_vec, *, label, semantics, top, min_score, video_glob, smooth_s, scores,
+                 after, before) -> QueryResult:
     sel = select_frames(store, index, video_glob=video_glob, after=after, before=before)
     paths, durations, groups = sel.paths, sel.durations, sel.groups
     if scores is None:
         scores = index.scores(query_vec) if len(index) else np.zeros(0, np.float32)
     n_considered = sum(len(g) for g in groups.values())
     if n_considered == len(scores):  # every row (the groups are disjoint): no gather
-        threshold = adaptive_threshold(scores, min_score) if n_considered else float("inf")
+        threshold = sampled_threshold(scores, min_score) if n_considered else float("inf")
     else:
         considered = np.concatenate(list(groups.values())) if groups else np.zeros(0, dtype=np.int64)
-        threshold = adaptive_threshold(scores[considered], min_score) if len(considered) else float("inf")
+        threshold = sampled_threshold(scores[considered], min_score) if len(considered) else float("inf")
     found: list[TimeRange] = []
     for code, rows in groups.items():
         vid = index.videos[code]
@@ -93,7 +159,7 @@ def search_vector(
     set_peak_boxes(index, groups, ranked, query_vec)
     return QueryResult(
         query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,
-        frames_scanned=int(n_considered), ranges=ranked, seconds=time.perf_counter() - t0,
+        frames_scanned=int(n_considered), ranges=ranked, seconds=0.0,
         smooth_s=smooth_s, skipped_no_time=sel.skipped_no_time,
     )
 
@@ -119,6 +185,15 @@ def set_peak_boxes(index: FrameIndex, groups: dict[int, np.ndarray], ranges: Seq
         if rows is not None and len(rows):
             i = min(int(np.searchsorted(index.pts[rows], r.peak_time - 1e-6)), len(rows) - 1)
             r.box = index.peak_box(int(rows[i]), query_vec)
+
+
+def sampled_threshold(scores: np.ndarray, min_score: float | None) -> float:
+    """:func:`adaptive_threshold` with the median taken on an even spread of at most
+    ``4 * SAMPLE_ROWS`` scores (exact below that)."""
+    if len(scores) <= 4 * stages.SAMPLE_ROWS:
+        return adaptive_threshold(scores, min_score)
+    spread = scores[np.linspace(0, len(scores) - 1, num=stages.SAMPLE_ROWS).astype(np.int64)]
+    return stages.threshold_of(float(np.max(scores)), float(np.median(spread)), min_score)
 
 
 def _glob_match(path: str, pattern: str) -> bool:
@@ -159,6 +234,22 @@ def text_query(
 
 
 @dataclasses.dataclass
+class VideoFacts:
+    paths: dict[str, str]
+    durations: dict[str, float]
+    created: dict[str, str | None]  # creation_time as the catalog stores it
+
+
+def video_facts(store: IndexStore) -> VideoFacts:
+    """Each video's path, duration and creation time (from the JSON beside the matrices: no DuckDB)."""
+    meta = read_meta(store)
+    if meta is None:
+        raise IndexUnusableError(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
+    return VideoFacts({v: p for v, (p, _, _) in meta.videos.items()}, {v: d for v, (_, d, _) in meta.videos.items()},
+                      {v: c for v, (_, _, c) in meta.videos.items()})
+
+
+@dataclasses.dataclass
 class FrameSelection:
     """The frames a query looks at: row indices per video code, after the video and time filters."""
 
@@ -183,11 +274,9 @@ def select_frames(
     ``before`` only frames recorded in ``[after, before)`` count; videos whose file carries no
     creation time are left out (and counted in ``skipped_no_time``).
     """
-    with Catalog(store, read_only=True) as cat:
-        rows = cat.video_meta()
-    paths = {v: p for v, p, _, _ in rows}
-    durations = {v: d for v, _, d, _ in rows}
-    created = {v: parse_creation_time(c) for v, _, _, c in rows}
+    facts = video_facts(store)
+    paths, durations = facts.paths, facts.durations
+    created = {v: parse_creation_time(c) for v, c in facts.created.items()}
     groups = index.rows_by_video()
     if video_glob:
         groups = {c: g for c, g in groups.items() if _glob_match(paths.get(index.videos[c], ""), video_glob)}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vidsearch.errors import IndexUnusableError, ModelError, UserError
-from vidsearch.index.catalog import Catalog
+from vidsearch.index.meta import read_meta
 from vidsearch.index.shards import IndexStore
 from vidsearch.models.contract import ModelInfo, installed_models, load_model_info
 from vidsearch.settings import read_config
@@ -10,10 +10,8 @@ from vidsearch.settings import read_config
 
 def indexed_models(store: IndexStore) -> list[tuple[str, str]]:
     """(model_id, name) of the models that have frames in this index."""
-    if not store.catalog_path.exists():
-        return []
-    with Catalog(store, read_only=True) as cat:
-        return cat.indexed_models()
+    meta = read_meta(store)  # the catalog's JSON copy beside the matrices: no DuckDB on the query path
+    return [] if meta is None else [tuple(m) for m in meta.models]
 
 
 def pick_model(store: IndexStore, requested: str | None) -> ModelInfo:
