@@ -119,7 +119,7 @@ def test_two_stage_finds_the_planted_targets_and_rescores_exactly(world, small_s
     for q in qs[:2]:
         full = search_vector(store, index, q, label="q", top=3, search="full")
         two = search_vector(store, index, q, label="q", top=3, search="two-stage")
-        assert two.search == "two-stage" and two.candidates == 64
+        assert two.search == "two-stage" and two.candidates >= 64
         # the planted ranges come back whole: same video, start, end, peak (the threshold is within the sample's error)
         assert [x[:4] for x in ranges_of(two)] == [x[:4] for x in ranges_of(full)]
         assert abs(two.threshold - full.threshold) < 0.02
@@ -157,7 +157,7 @@ def test_auto_path_switches_and_json_says_which(world, small_stages, monkeypatch
     monkeypatch.setattr(coarse, "MIN_ROWS", 1000)
     build_coarse(store, info.model_id)
     out2 = json.loads(run_cli(runner, *args).stdout)
-    assert out2["search"] == "two-stage" and out2["candidates"] == 64 and isinstance(out2["complete"], bool)
+    assert out2["search"] == "two-stage" and out2["candidates"] >= 64 and isinstance(out2["complete"], bool)
     assert set(out) == set(out2) and {"ranges", "threshold", "frames_scanned"} <= set(out)
 
 

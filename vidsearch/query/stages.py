@@ -4,9 +4,11 @@ The engine's plain path scores every frame, takes the median of all scores and r
 video through the range logic. For a big index that is most of a query's time. Here:
 
 1. **Candidates.** *flat*: faiss's fused float16 scan of the whole matrix keeps the best
-   ``CANDIDATES`` rows, exactly scored (:mod:`vidsearch.index.flatscan`). *two-stage*: the
-   compressed first stage (:mod:`vidsearch.index.coarse`) proposes rows, the rows appended since
-   it was built are scanned exactly, and every candidate is rescored from the float16 matrix.
+   ``CANDIDATES`` rows, exactly scored (:mod:`vidsearch.index.flatscan`), and scans again for 4x
+   more while the last of them still reaches the threshold. *two-stage*: the compressed first
+   stage (:mod:`vidsearch.index.coarse`) proposes rows, the rows appended since it was built are
+   scanned exactly, and every candidate is rescored from the float16 matrix; 4x more while half
+   of them are hits.
 2. **Threshold.** ``median + (best - median) / 2`` as before, the median taken on an even spread
    of rows (``SAMPLE_ROWS``; the coarse stage keeps its own spread): a sample of 8k estimates
    it to ~1e-3 of the score spread (8k rows: ~0.014 standard deviations).
@@ -29,9 +31,10 @@ from vidsearch.index.matrix import matmul
 
 #: rows the median is estimated on
 SAMPLE_ROWS = 8_192
-#: best rows taken from the flat scan, and from the coarse stage
-CANDIDATES = 4_096
+#: best rows taken from the flat scan, and from the coarse stage (first; more while they are crowded with hits)
+CANDIDATES = 16_384
 COARSE_CANDIDATES = 8_192
+MAX_COARSE_CANDIDATES = 131_072
 #: scores within this of the threshold count as possible hits (faiss and ONNX Runtime sum in different orders)
 SLACK = 1e-4
 
@@ -71,29 +74,41 @@ def _spread(n: int, k: int) -> np.ndarray:
 
 
 def flat_candidates(index: FrameIndex, scan, query: np.ndarray, min_score: float | None) -> Candidates:
-    """Exact best rows of the whole matrix (``scan``: a :class:`~vidsearch.index.flatscan.FlatScan`)."""
-    scores, rows = scan.search(query, CANDIDATES)
+    """Exact best rows of the whole matrix (``scan``: a :class:`~vidsearch.index.flatscan.FlatScan`),
+    as many as it takes to hold every row that reaches the threshold."""
     median = float(np.median(exact_scores(index, _spread(len(index), SAMPLE_ROWS), query)))
-    thr = threshold_of(float(scores[0]), median, min_score)
-    if len(rows) == CANDIDATES and scores[-1] >= thr - SLACK:  # more hits than candidates: all of them
-        scores, rows = scan.above(query, thr - SLACK)
-    return Candidates(rows, scores, median, "flat")
+    k = CANDIDATES
+    while True:
+        scores, rows = scan.search(query, k)
+        thr = threshold_of(float(scores[0]), median, min_score)
+        if len(rows) < k or scores[-1] < thr - SLACK:
+            return Candidates(rows, scores, median, "flat")
+        k *= 4  # more hits than candidates: scan again for more (faiss's top-k is SIMD, its range search is not)
 
 
 def coarse_candidates(index: FrameIndex, coarse, query: np.ndarray, min_score: float | None) -> Candidates:
-    """Rows proposed by the coarse stage, plus every row appended since it was built, scored exactly."""
-    approx, rows = coarse.search(query, COARSE_CANDIDATES)
-    scores = exact_scores(index, rows, query)
-    if len(index) > coarse.rows:  # rows appended since the coarse stage was updated: scan them exactly
-        tail = np.arange(coarse.rows, len(index), dtype=np.int64)
-        big = len(tail) > 1 << 16
-        tail_scores = matmul(index.emb[coarse.rows :], query) if big else exact_scores(index, tail, query)
-        rows, scores = np.concatenate([rows, tail]), np.concatenate([scores, tail_scores])
+    """Rows proposed by the coarse stage, plus every row appended since it was built, scored exactly;
+    more of them while at least half the candidates are hits (up to ``MAX_COARSE_CANDIDATES``)."""
     median = float(np.median(np.asarray(coarse.sample, dtype=np.float32) @ np.asarray(query, dtype=np.float32)))
-    best = float(scores.max()) if len(scores) else float("-inf")
-    thr = threshold_of(best, median, min_score)
-    complete = len(approx) < COARSE_CANDIDATES or int(np.count_nonzero(scores >= thr)) < COARSE_CANDIDATES // 2
-    return Candidates(rows, scores, median, "two-stage", complete)
+    tail_rows, tail_scores = _tail(index, coarse, query)
+    k = COARSE_CANDIDATES
+    while True:
+        approx, rows = coarse.search(query, k)
+        rows, scores = np.concatenate([rows, tail_rows]), np.concatenate([exact_scores(index, rows, query), tail_scores])
+        best = float(scores.max()) if len(scores) else float("-inf")
+        thr = threshold_of(best, median, min_score)
+        crowded = len(approx) == k and int(np.count_nonzero(scores[: len(approx)] >= thr)) >= k // 2
+        if not crowded or k >= MAX_COARSE_CANDIDATES:
+            return Candidates(rows, scores, median, "two-stage", not crowded)
+        k *= 4
+
+
+def _tail(index: FrameIndex, coarse, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows appended since the coarse stage was updated, scored exactly (every one of them)."""
+    tail = np.arange(coarse.rows, len(index), dtype=np.int64)
+    if len(tail) > 1 << 16:
+        return tail, matmul(index.emb[coarse.rows :], query)
+    return tail, exact_scores(index, tail, query)
 
 
 # -- islands -----------------------------------------------------------------------------------
