@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -179,23 +178,11 @@ def colour_model(out_dir: str | Path, image_size: int = 32, name: str = "demo-co
 
 def install_model(builder, name: str, models_root: Path) -> ModelInfo:
     """Build a model into ``models_root/name`` atomically (temp dir + rename)."""
-    import os
-    import shutil
+    from vidsearch.models.contract import staged_dir
 
-    models_root.mkdir(parents=True, exist_ok=True)
     final = models_root / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_root))
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it 0700: give it a normal directory's mode
+    with staged_dir(final) as tmp:
         builder(tmp, name=name)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     from vidsearch.models.contract import load_model_info
 
     return load_model_info(final)

@@ -11,13 +11,16 @@ directories. Running the ONNX files is the job of :mod:`vidsearch.models.encoder
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from vidsearch.core.hashing import sha256_file
 from vidsearch.errors import ModelError
@@ -199,3 +202,22 @@ def installed_models() -> list[ModelInfo]:
                 except ModelError:
                     continue
     return out
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """A temporary directory beside ``final`` to build a model in: it replaces ``final`` when the
+    block ends normally and is removed when it raises (a model directory appears whole or not at all)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it 0700: give it a normal directory's mode
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

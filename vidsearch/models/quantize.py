@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from vidsearch.core.preprocess import center_crop, to_tensor
 from vidsearch.errors import ModelError, UserError, first_line
-from vidsearch.models.contract import IMAGE_FILE, META_FILE, TEXT_FILE, ModelInfo, load_model_info, write_model_dir
+from vidsearch.models.contract import IMAGE_FILE, META_FILE, TEXT_FILE, ModelInfo, load_model_info, staged_dir, write_model_dir
 from vidsearch.settings import models_dir
 
 MIN_COSINE = 0.99
@@ -216,9 +215,7 @@ def quantize_model(
     final = root / name
     if final.exists() and not force:
         raise UserError(f"{final} exists; pass --force to replace it")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
+    with staged_dir(final) as tmp:
         say(f"quantizing the image tower of {source.model_id} ...")
         info = build_int8(source, tmp, name)
         say("comparing the fp32 and int8 towers ...")
@@ -226,11 +223,5 @@ def quantize_model(
                           list(prompts or default_prompts(source)), min_cosine=min_cosine, min_overlap=min_overlap)
         if not check.passed:
             raise ModelError(f"int8 tower refused, nothing installed: {'; '.join(check.failures)} on {check.frames} frames")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     sizes = ((source.path / IMAGE_FILE).stat().st_size, (final / IMAGE_FILE).stat().st_size)
     return QuantizeResult(load_model_info(final), source, check, sizes)
