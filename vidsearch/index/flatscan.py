@@ -30,6 +30,7 @@ def _libc():
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     return libc
 
 
@@ -60,10 +61,15 @@ class FlatScan:
         nbytes = rows * dim * np.dtype(dtype).itemsize
         libc = _libc()
         size = page + nbytes
-        base = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        # reserve the address range without committing memory (a matrix may be larger than RAM),
+        # then make the header page writable
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+        base = libc.mmap(None, size, 0, flags, -1, 0)  # PROT_NONE
         if base in (None, ctypes.c_void_p(-1).value):
             raise OSError(ctypes.get_errno(), "mmap failed")
         self._finalizer = weakref.finalize(self, libc.munmap, base, size)
+        if libc.mprotect(base, page, mmap.PROT_READ | mmap.PROT_WRITE) != 0:
+            raise OSError(ctypes.get_errno(), "mprotect failed")
         if len(header) > page:
             raise ValueError("faiss header longer than a page")
         ctypes.memmove(base + page - len(header), header, len(header))
