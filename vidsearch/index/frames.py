@@ -77,6 +77,8 @@ class FrameIndex:
     def random_access(self) -> np.ndarray:
         """``emb`` mapped for scattered reads (``MADV_RANDOM``: no read-ahead; a candidate row read from
         disk costs one page, not the kernel's 128 KiB window)."""
+        if self._stages.get("flat") is not None:
+            return self._stages["flat"].matrix  # already mapped (and its page tables filled)
         if "random" not in self._stages:
             emb = self.emb
             if self.emb_path is not None and isinstance(emb, np.memmap) and len(self):
