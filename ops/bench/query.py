@@ -411,7 +411,7 @@ def cli_runs(meta: dict, repeat: int, repo: Path = REPO) -> dict:
         """(wall s, CPU s of the process: user + system, its JSON output)."""
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        p = subprocess.run(argv, capture_output=True, text=True, env=env)
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(repo))  # -m looks in cwd first
         wall = time.perf_counter() - t
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if p.returncode:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,21 @@ class FrameIndex:
             dtype = str(self.emb.dtype)
             self._stages["flat"] = open_flat(self.emb_path, len(self), self.emb.shape[1] if self.emb.ndim == 2 else 0, dtype)
         return self._stages["flat"]
+
+    def random_access(self) -> np.ndarray:
+        """``emb`` mapped for scattered reads (``MADV_RANDOM``: no read-ahead; a candidate row read from
+        disk costs one page, not the kernel's 128 KiB window)."""
+        if self._stages.get("flat") is not None:
+            return self._stages["flat"].matrix  # already mapped (and its page tables filled)
+        if "random" not in self._stages:
+            emb = self.emb
+            if self.emb_path is not None and isinstance(emb, np.memmap) and len(self):
+                emb = np.memmap(self.emb_path, dtype=self.emb.dtype, mode="r", shape=self.emb.shape)
+                madvise = getattr(getattr(emb, "_mmap", None), "madvise", None)
+                if madvise is not None and hasattr(mmap, "MADV_RANDOM"):
+                    madvise(mmap.MADV_RANDOM)
+            self._stages["random"] = emb
+        return self._stages["random"]
 
     def coarse_stage(self, min_rows: int | None = None):
         """The compressed first stage of this matrix generation (:mod:`vidsearch.index.coarse`), or None."""

@@ -43,7 +43,7 @@ class QueryResult:
     skipped_no_time: int = 0
     #: which search ran: "full" (every frame scored), "flat" (fused exact scan, then exact windows)
     #: or "two-stage" (compressed first stage, then exact windows); how many candidate frames it
-    #: took, and whether they held every hit (False: more hits than candidates, ranges may be missing)
+    #: took, and whether they settled the answer (False: the candidate cap was reached first)
     search: str = "full"
     candidates: int | None = None
     complete: bool = True
@@ -112,26 +112,46 @@ def search_path(index: FrameIndex, asked: str = "auto", *, custom_scores: bool =
 
 def _staged_search(store, index, query_vec, path, *, label, semantics, top, min_score, smooth_s) -> QueryResult:
     q = np.asarray(query_vec, dtype=np.float32)
+    first = _first_stage(index, path)
+    facts = video_facts(store)
+    k, median = first.k, None
+    while True:
+        cand = first.candidates(index, first.stage, q, k, median)
+        median = cand.median
+        threshold = stages.threshold_of(cand.best, median, min_score) if len(cand.scores) else float("inf")
+        found = stages.candidate_ranges(index, cand, q, threshold, durations=facts.durations, smooth_s=smooth_s,
+                                        top=top)
+        ranked = rank(found, top)
+        if stages.settled(cand, threshold, ranked, top) or k >= first.max_k:
+            break
+        k *= 4
+    for r in ranked:
+        r.path = facts.paths.get(r.video_id)
+    return QueryResult(query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,
+                       frames_scanned=len(index), ranges=ranked, seconds=0.0, smooth_s=smooth_s,
+                       search=cand.path, candidates=len(cand.rows),
+                       complete=stages.settled(cand, threshold, ranked, top))
+
+
+@dataclasses.dataclass
+class _FirstStage:
+    stage: object
+    candidates: object  # stages.flat_candidates or stages.coarse_candidates
+    k: int
+    max_k: int
+
+
+def _first_stage(index: FrameIndex, path: str) -> _FirstStage:
     if path == "two-stage":
         coarse = index.coarse_stage(min_rows=0)
         if coarse is None:
             raise UserError("no coarse stage for this index (it is built by `vidsearch ingest` past "
                             "a few million frames, with the scale extra installed)")
-        cand = stages.coarse_candidates(index, coarse, q, min_score)
-    else:
-        scan = index.flat_scan()
-        if scan is None:
-            raise UserError("the flat scan needs faiss: pip install 'vidsearch[scale]'")
-        cand = stages.flat_candidates(index, scan, q, min_score)
-    best = float(cand.scores.max()) if len(cand.scores) else float("-inf")
-    threshold = stages.threshold_of(best, cand.median, min_score) if len(cand.scores) else float("inf")
-    facts = video_facts(store)
-    found = stages.candidate_ranges(index, cand, q, threshold, durations=facts.durations, smooth_s=smooth_s)
-    for r in found:
-        r.path = facts.paths.get(r.video_id)
-    return QueryResult(query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,
-                       frames_scanned=len(index), ranges=rank(found, top), seconds=0.0, smooth_s=smooth_s,
-                       search=cand.path, candidates=len(cand.rows), complete=cand.complete)
+        return _FirstStage(coarse, stages.coarse_candidates, stages.COARSE_CANDIDATES, stages.MAX_COARSE_CANDIDATES)
+    scan = index.flat_scan()
+    if scan is None:
+        raise UserError("the flat scan needs faiss: pip install 'vidsearch[scale]'")
+    return _FirstStage(scan, stages.flat_candidates, stages.CANDIDATES, max(len(index), 1))
 
 
 def _full_search(store, index, query_vec, *, label, semantics, top, min_score, video_glob, smooth_s, scores,

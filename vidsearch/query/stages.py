@@ -4,11 +4,11 @@ The engine's plain path scores every frame, takes the median of all scores and r
 video through the range logic. For a big index that is most of a query's time. Here:
 
 1. **Candidates.** *flat*: faiss's fused float16 scan of the whole matrix keeps the best
-   ``CANDIDATES`` rows, exactly scored (:mod:`vidsearch.index.flatscan`), and scans again for 4x
-   more while the last of them still reaches the threshold. *two-stage*: the compressed first
-   stage (:mod:`vidsearch.index.coarse`) proposes rows, the rows appended since it was built are
-   scanned exactly, and every candidate is rescored from the float16 matrix; 4x more while half
-   of them are hits.
+   ``CANDIDATES`` rows, exactly scored (:mod:`vidsearch.index.flatscan`). *two-stage*: the
+   compressed first stage (:mod:`vidsearch.index.coarse`) proposes rows, the rows appended since
+   it was built are scanned exactly, and every candidate is rescored from the float16 matrix.
+   4x more are taken until :func:`settled`: every hit is a candidate, or the ``top`` ranges
+   found outscore anything left out.
 2. **Threshold.** ``median + (best - median) / 2`` as before, the median taken on an even spread
    of rows (``SAMPLE_ROWS``; the coarse stage keeps its own spread): a sample of 8k estimates
    it to ~1e-3 of the score spread (8k rows: ~0.014 standard deviations).
@@ -22,6 +22,7 @@ video through the range logic. For a big index that is most of a query's time. H
 from __future__ import annotations
 
 import dataclasses
+import heapq
 
 import numpy as np
 
@@ -31,10 +32,12 @@ from vidsearch.index.matrix import matmul
 
 #: rows the median is estimated on
 SAMPLE_ROWS = 8_192
-#: best rows taken from the flat scan, and from the coarse stage (first; more while they are crowded with hits)
+#: best rows taken from the flat scan, and from the coarse stage, at first (4x more while unsettled)
 CANDIDATES = 16_384
 COARSE_CANDIDATES = 8_192
 MAX_COARSE_CANDIDATES = 131_072
+#: how far above its k-th approximate score a row the coarse stage left out may score (PQ error)
+COARSE_MARGIN = 0.02
 #: scores within this of the threshold count as possible hits (faiss and ONNX Runtime sum in different orders)
 SLACK = 1e-4
 
@@ -45,8 +48,14 @@ class Candidates:
     scores: np.ndarray  # float32, their exact scores
     median: float
     path: str  # "flat" or "two-stage"
-    #: False when the first stage's last candidate still reached the threshold (hits may be missing)
+    #: no row outside the candidates scores above this (exact for "flat"; the first stage's
+    #: k-th score plus its error margin for "two-stage"); -inf when every row is a candidate
+    floor: float = float("-inf")
     complete: bool = True
+
+    @property
+    def best(self) -> float:
+        return float(self.scores.max()) if len(self.scores) else float("-inf")
 
 
 def threshold_of(best: float, median: float, min_score: float | None) -> float:
@@ -63,9 +72,10 @@ def exact_scores(index: FrameIndex, rows: np.ndarray, query: np.ndarray) -> np.n
     order = np.argsort(rows, kind="stable")
     out = np.empty(len(rows), np.float32)
     q = np.asarray(query, dtype=np.float32).reshape(-1)
+    emb = index.random_access() if len(rows) > 256 else index.emb  # scattered rows: no read-ahead
     for i in range(0, len(rows), 1 << 15):
         part = order[i : i + (1 << 15)]
-        out[part] = np.asarray(index.emb[rows[part]], dtype=np.float32) @ q
+        out[part] = np.asarray(emb[rows[part]], dtype=np.float32) @ q
     return out
 
 
@@ -73,34 +83,33 @@ def _spread(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, num=min(n, k)).astype(np.int64))
 
 
-def flat_candidates(index: FrameIndex, scan, query: np.ndarray, min_score: float | None) -> Candidates:
-    """Exact best rows of the whole matrix (``scan``: a :class:`~vidsearch.index.flatscan.FlatScan`),
-    as many as it takes to hold every row that reaches the threshold."""
-    median = float(np.median(exact_scores(index, _spread(len(index), SAMPLE_ROWS), query)))
-    k = CANDIDATES
-    while True:
-        scores, rows = scan.search(query, k)
-        thr = threshold_of(float(scores[0]), median, min_score)
-        if len(rows) < k or scores[-1] < thr - SLACK:
-            return Candidates(rows, scores, median, "flat")
-        k *= 4  # more hits than candidates: scan again for more (faiss's top-k is SIMD, its range search is not)
+def flat_candidates(index: FrameIndex, scan, query: np.ndarray, k: int, median: float | None = None) -> Candidates:
+    """The ``k`` exactly best rows of the whole matrix (``scan``: a :class:`~vidsearch.index.flatscan.FlatScan`)."""
+    if median is None:
+        median = float(np.median(exact_scores(index, _spread(len(index), SAMPLE_ROWS), query)))
+    scores, rows = scan.search(query, k)
+    floor = float(scores[-1]) if len(rows) == k and len(rows) < len(index) else float("-inf")
+    return Candidates(rows, scores, median, "flat", floor)
 
 
-def coarse_candidates(index: FrameIndex, coarse, query: np.ndarray, min_score: float | None) -> Candidates:
-    """Rows proposed by the coarse stage, plus every row appended since it was built, scored exactly;
-    more of them while at least half the candidates are hits (up to ``MAX_COARSE_CANDIDATES``)."""
-    median = float(np.median(np.asarray(coarse.sample, dtype=np.float32) @ np.asarray(query, dtype=np.float32)))
+def coarse_candidates(index: FrameIndex, coarse, query: np.ndarray, k: int, median: float | None = None) -> Candidates:
+    """The ``k`` rows the coarse stage ranks best, plus every row appended since it was built, scored exactly."""
+    if median is None:
+        median = float(np.median(np.asarray(coarse.sample, dtype=np.float32) @ np.asarray(query, dtype=np.float32)))
     tail_rows, tail_scores = _tail(index, coarse, query)
-    k = COARSE_CANDIDATES
-    while True:
-        approx, rows = coarse.search(query, k)
-        rows, scores = np.concatenate([rows, tail_rows]), np.concatenate([exact_scores(index, rows, query), tail_scores])
-        best = float(scores.max()) if len(scores) else float("-inf")
-        thr = threshold_of(best, median, min_score)
-        crowded = len(approx) == k and int(np.count_nonzero(scores[: len(approx)] >= thr)) >= k // 2
-        if not crowded or k >= MAX_COARSE_CANDIDATES:
-            return Candidates(rows, scores, median, "two-stage", not crowded)
-        k *= 4
+    approx, rows = coarse.search(query, k)
+    floor = float(approx.min()) + COARSE_MARGIN if len(approx) == k and k < coarse.rows else float("-inf")
+    rows, scores = np.concatenate([rows, tail_rows]), np.concatenate([exact_scores(index, rows, query), tail_scores])
+    return Candidates(rows, scores, median, "two-stage", floor)
+
+
+def settled(cand: Candidates, threshold: float, ranked: list[TimeRange], top: int | None) -> bool:
+    """Whether more candidates could change the answer: not when every hit is among them (the
+    floor is under the threshold), nor when the ``top`` ranges found all score at least the floor
+    (a range with no candidate frame has no frame, hence no smoothed score, above the floor)."""
+    if cand.floor < threshold - SLACK:
+        return True
+    return top is not None and len(ranked) >= top and ranked[top - 1].score >= cand.floor
 
 
 def _tail(index: FrameIndex, coarse, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,18 +181,32 @@ def video_hit_ranges(index: FrameIndex, vrows: VideoRows, hit_pos: np.ndarray, q
 
 
 def candidate_ranges(index: FrameIndex, cand: Candidates, query: np.ndarray, threshold: float, *,
-                     durations: dict[str, float], smooth_s: float) -> list[TimeRange]:
-    """Every range that holds a hit among the candidates."""
-    hits = cand.rows[cand.scores >= threshold - SLACK]
+                     durations: dict[str, float], smooth_s: float, top: int | None = None) -> list[TimeRange]:
+    """Every range that holds a hit among the candidates; with ``top``, videos are taken best hit
+    first and the rest are skipped once ``top`` ranges outscore their best frame (a smoothed score
+    never exceeds the best raw score under it)."""
+    keep = cand.scores >= threshold - SLACK
+    hits, hit_scores = cand.rows[keep], cand.scores[keep]
     if not len(hits):
         return []
-    codes = np.asarray(index.codes[np.sort(hits)])
+    codes = np.asarray(index.codes[hits])
+    order = np.lexsort((-hit_scores, codes))  # by video, best hit first
+    codes, hits, hit_scores = codes[order], hits[order], hit_scores[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
     runs = index.video_runs()
     found: list[TimeRange] = []
-    for code in np.unique(codes).tolist():
+    best: list[float] = []  # the ``top`` best range scores so far (a min-heap)
+    for i in np.argsort(-hit_scores[starts], kind="stable").tolist():
+        if top is not None and len(best) >= top and best[0] > hit_scores[starts[i]]:
+            break
+        code = int(codes[starts[i]])
         vrows = VideoRows(index, runs[code])
-        mine = np.sort(hits)[codes == code]
         vid = index.videos[code]
-        found += video_hit_ranges(index, vrows, vrows.positions(mine), query, threshold, video_id=vid,
-                                  smooth_s=smooth_s, duration=durations.get(vid))
+        mine = np.sort(hits[starts[i] : ends[i]])
+        got = video_hit_ranges(index, vrows, vrows.positions(mine), query, threshold, video_id=vid,
+                               smooth_s=smooth_s, duration=durations.get(vid))
+        found += got
+        for r in got:
+            (heapq.heappush if len(best) < (top or 0) else heapq.heappushpop)(best, r.score)
     return found
