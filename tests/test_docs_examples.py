@@ -49,6 +49,7 @@ ALLOWED: list[tuple[str, str]] = [
     (r"--warmup|--providers (cuda|tensorrt)|VIDSEARCH_PROVIDERS=tensorrt|ops/bench/encoder\.py", "needs a GPU"),
     (r"--ocr\b|--text-in-frame|ops/bench/ocr", "needs the OCR models and an index read with --ocr (tests/ocr cover it)"),
     (r"ops/bench/", "benchmarks: minutes of generated video and timing"),
+    (r"--model bench-512\b", "the benchmark's index and random-weight model (ops/bench/query.py builds both)"),
     (r"suspect\.jpg|car\.jpg", "needs the reader's own example image"),
     (r"^vidsearch ingest /archive\b", "the reader's own archive"),
     (r"import open_clip", "needs the export extra (torch, open_clip)"),
