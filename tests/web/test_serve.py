@@ -43,3 +43,15 @@ def test_serve_beyond_loopback_prints_a_token_and_requires_it(demo):
         proc.terminate()
         err = proc.communicate(timeout=20)[1]
     assert "needs the token" in err
+
+
+def test_a_stopped_server_leaves_no_temp_space(demo, tmp_path):
+    root, env, index = demo
+    proc, url = start_server({**env, "TMPDIR": str(tmp_path)}, index)
+    try:
+        assert get(url + "api/models")[0] == 200
+        assert [p.name[:16] for p in tmp_path.iterdir()] == ["vidsearch-serve-"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,7 @@
 """The FastAPI application: error handling (one-line JSON), the access guard, static assets, routes."""
 from __future__ import annotations
 
+import contextlib
 import secrets
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def create_app(index_root, *, token: str | None = None, providers: str | None = 
     (``Authorization: Bearer``, the ``token`` query parameter once, or the cookie that sets)."""
     from . import routes_case, routes_media, routes_search, routes_tags
 
-    app = FastAPI(title="vidsearch", version=__version__, docs_url=None, redoc_url=None,
+    app = FastAPI(title="vidsearch", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan,
                   description="Evidence review over a vidsearch index. The same API the page uses; see docs/web.md.")
     app.state.warm = Warm(index_root, providers=providers, refresh_s=refresh_s, upload_limit=upload_limit)
     app.state.token = token
@@ -54,6 +55,16 @@ def create_app(index_root, *, token: str | None = None, providers: str | None = 
         return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """Remove the server's temp space on a graceful stop: uvicorn re-raises SIGTERM/SIGINT once it
+    has shut down, so code after ``server.run()`` does not run then."""
+    try:
+        yield
+    finally:
+        app.state.warm.close()
 
 
 def _error_handlers(app: FastAPI) -> None:
