@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from vidsearch.core.clip import contrast_scores
-from vidsearch.core.ranges import TimeRange, adaptive_threshold, mark_weak, rank, video_ranges
+from vidsearch.core.ranges import TimeRange, adaptive_threshold, mark_weak, median, rank, video_ranges
 from vidsearch.index.meta import read_meta
 from vidsearch.index.frames import FrameIndex, load_frame_index  # noqa: F401 - re-exported
 from vidsearch.index.shards import IndexStore
@@ -240,7 +240,7 @@ def sampled_threshold(scores: np.ndarray, min_score: float | None) -> float:
     if len(scores) <= 4 * stages.SAMPLE_ROWS:
         return adaptive_threshold(scores, min_score)
     spread = scores[np.linspace(0, len(scores) - 1, num=stages.SAMPLE_ROWS).astype(np.int64)]
-    return stages.threshold_of(float(np.max(scores)), float(np.median(spread)), min_score)
+    return stages.threshold_of(float(np.max(scores)), median(spread), min_score)
 
 
 def _glob_match(path: str, pattern: str) -> bool:
