@@ -18,7 +18,7 @@ from vidsearch.core.ranges import TimeRange, adaptive_threshold, mark_weak, medi
 from vidsearch.index.meta import read_meta
 from vidsearch.index.frames import FrameIndex, load_frame_index  # noqa: F401 - re-exported
 from vidsearch.index.shards import IndexStore
-from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask
+from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask, recorded_window
 from vidsearch.errors import IndexUnusableError, UserError
 from vidsearch.query import stages
 from vidsearch.query.vectors import query_label, query_vectors
@@ -353,7 +353,8 @@ def select_frames(
 
 
 def _select_runs(index: FrameIndex, facts: VideoFacts, created: dict, video_glob, after, before) -> FrameSelection:
-    """:func:`select_frames` as row runs: only the frame times of the videos a time filter looks at are read."""
+    """:func:`select_frames` as row runs; a time window is found by bisecting each run's frame times
+    (a few pages of them read, not every frame time of the index)."""
     runs = index.video_runs()
     if video_glob:
         runs = {c: r for c, r in runs.items() if _glob_match(facts.paths.get(index.videos[c], ""), video_glob)}
@@ -361,25 +362,14 @@ def _select_runs(index: FrameIndex, facts: VideoFacts, created: dict, video_glob
     if after is not None or before is not None:
         kept = {}
         for c, r in runs.items():
-            pts = np.concatenate([np.asarray(index.pts[r0 : r0 + n]) for r0, n in r])
-            mask = recorded_mask(created.get(index.videos[c]), pts, after, before)
-            if mask is None:
+            when = created.get(index.videos[c])
+            if when is None:
                 skipped += 1
-            elif mask.any():
-                kept[c] = _mask_runs(r, mask)
-        runs = kept
+                continue
+            windows = [(r0, recorded_window(when, index.pts[r0 : r0 + n], after, before)) for r0, n in r]
+            kept[c] = [(r0 + lo, hi - lo) for r0, (lo, hi) in windows if hi > lo]
+        runs = {c: r for c, r in kept.items() if r}
     return FrameSelection(None, facts.paths, facts.durations, created, skipped, rows=stages.RowSelection(runs))
-
-
-def _mask_runs(runs: list[tuple[int, int]], mask: np.ndarray) -> list[tuple[int, int]]:
-    """The rows of ``runs`` (concatenated) where ``mask`` holds, as runs."""
-    out, at = [], 0
-    for r0, n in runs:
-        m = mask[at : at + n]
-        at += n
-        edges = np.flatnonzero(np.diff(np.r_[0, m.astype(np.int8), 0]))
-        out += [(r0 + int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2])]
-    return out
 
 
 @dataclasses.dataclass
