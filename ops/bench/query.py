@@ -334,6 +334,7 @@ def child_search(meta: dict, repeat: int) -> dict:
             res["ranges"].append([(x.video_id, x.start, x.end, x.score) for x in r.ranges])
             res["candidates"].append(r.candidates)
             res["complete"] = res.get("complete", True) and r.complete
+            res["capped"] = res.get("capped", False) or r.capped
         out[path] = res
     out["peak_rss_mb"] = peak_rss_mb()
     return out
@@ -402,6 +403,9 @@ def cli_runs(meta: dict, repeat: int, repo: Path = REPO) -> dict:
     """``vidsearch query`` as a user runs it: a new process each time, wall time from start to exit
     (``repo``: another checkout, e.g. the version before, run on the same index)."""
     env = {**os.environ, "VIDSEARCH_HOME": meta["home"], "PYTHONPATH": str(repo)}
+    # as an installed package runs: its modules compiled once (pip compiles them at install), not
+    # on every run as PYTHONDONTWRITEBYTECODE would make a source checkout do
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cmd = [sys.executable, "-m", "vidsearch", "--index", meta["index"], "query", QUERY, "--json", "--model", MODEL_NAME]
     prompts = Path(meta["home"]) / "cache" / "prompts"
 
@@ -530,7 +534,8 @@ def report(meta: dict, args, res: dict) -> None:
         for name in ("repeated_prompt", "new_prompt", "evicted", "python_start", "python_numpy"):
             before = (f"   version before ({args.baseline_repo}): wall {ms(old[name]) / 1000:6.3f}   CPU "
                       f"{ms(old[name + '_cpu']) / 1000:6.3f}" if name in old else "")
-            print(f"  {name:16s} wall {ms(c[name]) / 1000:6.3f}   CPU {ms(c[name + '_cpu']) / 1000:6.3f}{before}")
+            spread = f"({min(c[name]):.3f}-{max(c[name]):.3f}, n={len(c[name])})"
+            print(f"  {name:16s} wall {ms(c[name]) / 1000:6.3f} {spread:22s} CPU {ms(c[name + '_cpu']) / 1000:6.3f}{before}")
     cfloor = ms(b["memcpy_cpu"])
     print(f"\nscore + ranges, warm, one query (median over {len(meta['queries'])} queries; wall ms and CPU ms, "
           f"x = / one read of the float16 matrix):")
@@ -548,7 +553,8 @@ def report(meta: dict, args, res: dict) -> None:
             r = srch[path]
             rec = recall(res["reference"]["ranges"], r["ranges"]) if "reference" in res else float("nan")
             print(f"  {'vidsearch ' + path + ' (score + ranges)':58s} {ms(r['times']):9.1f}  {ms(r['times']) / floor:.2f}x  "
-                  f"CPU {ms(r['cpu']):9.1f}  {ms(r['cpu']) / cfloor:.2f}x   recall of exact top-10 ranges {rec:.3f}; candidates held every hit: {r.get('complete')}")
+                  f"CPU {ms(r['cpu']):9.1f}  {ms(r['cpu']) / cfloor:.2f}x   recall of exact top-10 ranges {rec:.3f}; "
+                  f"complete (proven) for every query: {r.get('complete')}; capped: {r.get('capped')}")
     print(f"  query process peak RSS: {srch['peak_rss_mb']:.0f} MB")
     if "cold" in res:
         print(f"  first query after evicting the matrix (in-process, load + search): {res['cold']['cold_s']:.2f} s "

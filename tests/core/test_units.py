@@ -151,3 +151,15 @@ def test_colour_model_knows_only_colours(colour):
     px = np.zeros((1, 3, 32, 32), np.float32)
     px[0, 0], px[0, 1], px[0, 2] = 0.9, 0.1, 0.1
     assert float(enc.encode_images(px)[0] @ t[0]) > 0.99
+
+
+def test_median_is_numpys_without_numpy_ma():
+    from vidsearch.core.ranges import median
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 4, 7, 100, 101, 8192):
+        for dtype in (np.float32, np.float64):
+            a = rng.standard_normal(n).astype(dtype)
+            assert median(a) == float(np.median(a))
+    assert median(np.array([1.0, np.nan, 2.0])) != median(np.array([1.0, np.nan, 2.0]))  # nan, as numpy
+    assert np.isnan(median(np.zeros(0)))

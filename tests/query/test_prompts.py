@@ -56,3 +56,20 @@ def test_the_query_command_imports_only_what_it_needs():
     mods = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                          check=True).stdout.replace("'", '"')))
     assert not mods & {"onnxruntime", "onnx", "duckdb", "pyarrow", "torch", "fastapi", "av", "faiss", "celery", "PIL"}
+
+
+def test_a_query_process_skips_the_ocr_channel_and_exits_with_its_whole_output(home, colour, archive, runner):
+    run_cli(runner, "ingest", archive, "--model", "demo-colours", "--chunk", "10")
+    expected = json.loads(run_cli(runner, "query", "red", "--json").stdout)
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "vidsearch", "query", "red", "--json"],
+                       capture_output=True, text=True)
+    # the process ends with os._exit once its output is flushed: all of it arrives, exit status 0
+    assert p.returncode == 0 and json.loads(p.stdout)["ranges"] == expected["ranges"] and expected["ranges"]
+    loaded = {line.split("|")[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+    assert "vidsearch.query.engine" in loaded
+    assert not loaded & {"vidsearch.query.text", "vidsearch.ocr.channel", "numpy.ma"}  # np.median / np.unique load numpy.ma
+    table = subprocess.run([sys.executable, "-m", "vidsearch", "query", "red"], capture_output=True, text=True)
+    assert table.returncode == 0 and len(table.stdout.splitlines()) >= len(expected["ranges"]) + 1
+    bad = subprocess.run([sys.executable, "-m", "vidsearch", "query", "red", "--model", "no-such-model"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stderr.strip()

@@ -52,7 +52,8 @@ def write_video(store, model_id, vid, emb, start_s=0.0):
 @pytest.fixture
 def world(home):
     """An index of 6 ten-minute videos; query 0 is planted in videos 1 and 4, query 1 in video 2;
-    query 2 is a common scene (many hits)."""
+    query 2 is a common scene (many hits). Video v is /cams/cam<v>.mp4, recorded from 08:00 + 5 v
+    minutes (video 5 carries no creation time)."""
     info = install_model(lambda d, name: tiny_random_model(d, dim=DIM, name=name), "tiny-64", home / "models")
     rng = np.random.default_rng(3)
     mean, things = unit(rng.standard_normal(DIM)), unit(rng.standard_normal((12, DIM)))
@@ -62,8 +63,9 @@ def world(home):
     with Catalog(store) as cat:
         cat.register_model(info.model_id, info.name, info.dim, info.to_json())
         for v in range(VIDEOS):
-            cat.upsert_video(f"{v:064x}", {"path": f"/cams/{v:064x}"[:12] + ".mp4", "duration": float(PER_VIDEO),
-                                           "width": 64, "height": 64, "fps": 1.0, "codec": "h264", "creation_time": None}, 1)
+            created = f"2026-11-02T08:{5 * v:02d}:00Z" if v < 5 else None
+            cat.upsert_video(f"{v:064x}", {"path": f"/cams/cam{v}.mp4", "duration": float(PER_VIDEO),
+                                           "width": 64, "height": 64, "fps": 1.0, "codec": "h264", "creation_time": created}, 1)
     for v in range(VIDEOS):
         write_video(store, info.model_id, f"{v:064x}", footage(rng, PER_VIDEO, things, mean, plants.get(v, ())))
     with Catalog(store) as cat:
@@ -175,3 +177,106 @@ def test_coarse_stage_follows_a_matrix_rebuild(world, small_stages):
     assert index.coarse_stage(min_rows=0) is None  # stale: never used for another generation
     assert build_coarse(store, info.model_id) == "build"
     assert load_frame_index(store, info.model_id).coarse_stage(min_rows=0).rows == len(index)
+
+
+# -- filters, negative prompts, and what "complete" claims -----------------------------------------
+FILTERS = [dict(video_glob="*cam1.mp4"), dict(video_glob="*cam[1245].mp4"),
+           dict(after="2026-11-02T08:07:30Z"), dict(after="2026-11-02T08:03:00Z", before="2026-11-02T08:24:00Z"),
+           dict(video_glob="*cam4.mp4", after="2026-11-02T08:26:00Z")]
+
+
+def reference(store, index, q, negatives=(), **kw):
+    """The plain path: every frame scored (ONNX Runtime), then the filters applied to the scores."""
+    from vidsearch.core.clip import contrast_scores
+
+    scores = contrast_scores(index.scores(q), [index.scores(n) for n in negatives])
+    return search_vector(store, index, q, label="q", scores=scores, **kw)
+
+
+@pytest.fixture
+def rows_read(monkeypatch):
+    """Every matrix row the query scores, as (first, count) per read."""
+    reads = []
+    dense, rows = stages.Scorer.dense, stages.Scorer.rows
+    monkeypatch.setattr(stages.Scorer, "dense", lambda self, emb: (reads.append(len(emb)), dense(self, emb))[1])
+    monkeypatch.setattr(stages.Scorer, "rows", lambda self, index, r: (reads.append(len(r)), rows(self, index, r))[1])
+    return reads
+
+
+def test_filtered_queries_score_only_the_selected_rows_and_match_the_plain_path(world, small_stages, rows_read):
+    store, info, qs, _ = world
+    index = load_frame_index(store, info.model_id)
+    for kw in FILTERS:
+        for q in qs:
+            ref = reference(store, index, q, top=20, **kw)
+            rows_read.clear()
+            got = search_vector(store, index, q, label="q", top=20, **kw)
+            assert ranges_of(got) == ranges_of(ref), kw
+            assert (got.frames_scanned, got.skipped_no_time) == (ref.frames_scanned, ref.skipped_no_time), kw
+            if 4 * ref.frames_scanned <= len(index):  # a narrow filter: its rows only, read once
+                assert got.search == "full" and sum(rows_read) == ref.frames_scanned < len(index), kw
+            else:
+                assert got.search == "flat" and sum(rows_read) < ref.frames_scanned, kw
+    planted = search_vector(store, index, qs[0], label="q", top=5, video_glob="*cam4.mp4").ranges
+    assert [(r.video_id[-1], int(r.start)) for r in planted][:1] == [("4", 400)]
+    late = search_vector(store, index, qs[0], label="q", top=5, after="2026-11-02T08:28:00Z").ranges
+    assert all(not (r.video_id[-1] == "1") for r in late)  # video 1 ended at 08:15
+
+
+def test_filtered_staged_paths_keep_to_the_selection(world, small_stages):
+    from vidsearch.query.engine import select_frames
+
+    store, info, qs, _ = world
+    build_coarse(store, info.model_id)
+    index = load_frame_index(store, info.model_id)
+    for kw in FILTERS:
+        sel = select_frames(store, index, runs=True, **kw).rows
+        for q in qs[:2]:
+            ref = reference(store, index, q, top=5, **kw)
+            flat = search_vector(store, index, q, label="q", top=5, search="flat", **kw)
+            assert ranges_of(flat) == ranges_of(ref) and flat.complete, kw  # exact: the same ranges
+            two = search_vector(store, index, q, label="q", top=5, search="two-stage", **kw)
+            assert two.frames_scanned == ref.frames_scanned == len(sel) and not two.complete
+            for r in two.ranges:  # every range inside the selection (its peak frame a selected row)
+                code = index.videos.index(r.video_id)
+                rows = np.concatenate([np.arange(a, a + n) for a, n in sel.runs[code]])
+                assert np.isclose(index.pts[rows], r.peak_time).any(), kw
+        # the planted target, wherever the filter keeps it (the quantiser is approximate: noise may differ)
+        ref, two = (search_vector(store, index, qs[0], label="q", top=1, search=p, **kw) for p in ("full", "two-stage"))
+        assert ranges_of(two)[:1] == ranges_of(ref)[:1] or ref.ranges[0].peak_score < 0.3, kw
+
+
+def test_negative_prompts_take_the_staged_paths(world, small_stages, rows_read):
+    store, info, qs, (rng, things, mean) = world
+    build_coarse(store, info.model_id)
+    index = load_frame_index(store, info.model_id)
+    negs = [unit(things[3] + 0.3 * mean), qs[1]]
+    for q in qs:
+        ref = reference(store, index, q, negatives=negs, top=10)
+        rows_read.clear()
+        flat = search_vector(store, index, q, label="q", top=10, negatives=negs)
+        assert flat.search == "flat" and ranges_of(flat) == ranges_of(ref)
+        assert sum(rows_read) < len(index)  # candidates, the median's spread and the islands only
+        two = search_vector(store, index, q, label="q", top=3, negatives=negs, search="two-stage")
+        # the same peaks (the median comes from the coarse stage's own sample: edges may move by a frame)
+        assert [(x[0], x[3]) for x in ranges_of(two)] == [(x[0], x[3]) for x in ranges_of(ref)[:3]]
+        assert abs(two.threshold - ref.threshold) < 0.02
+    # the negative prompt matters: the common scene steered away from itself leaves no range of it
+    assert ranges_of(reference(store, index, qs[2], top=10)) != ranges_of(reference(store, index, qs[2], negatives=negs, top=10))
+
+
+def test_complete_claims_only_what_is_proven(world, small_stages, monkeypatch):
+    store, info, qs, _ = world
+    build_coarse(store, info.model_id)
+    index = load_frame_index(store, info.model_id)
+    flat = search_vector(store, index, qs[0], label="q", top=3, search="flat")
+    assert (flat.complete, flat.capped) == (True, False)  # the flat scan's k-th score bounds every row left out
+    two = search_vector(store, index, qs[0], label="q", top=3, search="two-stage")
+    assert (two.complete, two.capped) == (False, False)  # the quantiser gives no bound: settled, not proven
+    assert search_vector(store, index, qs[0], label="q", top=3, search="full").complete
+    monkeypatch.setattr(stages, "COARSE_CANDIDATES", len(index))  # every row a candidate: proven
+    assert search_vector(store, index, qs[0], label="q", top=3, search="two-stage").complete
+    monkeypatch.setattr(stages, "COARSE_CANDIDATES", 16)
+    monkeypatch.setattr(stages, "MAX_COARSE_CANDIDATES", 16)
+    capped = search_vector(store, index, qs[2], label="q", top=None, search="two-stage")  # thousands of hits
+    assert (capped.complete, capped.capped, capped.candidates) == (False, True, 16)

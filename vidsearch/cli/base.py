@@ -25,6 +25,10 @@ class Context:
         self.settings = settings
 
 
+#: set by a command whose process may end without tearing the interpreter down (see :func:`vidsearch.cli.main`)
+FAST_EXIT = {"ok": False}
+
+
 def cli_settings() -> Settings:
     """The settings of the command being run: loaded once per invocation (kept on the root context)."""
     meta = click.get_current_context().find_root().meta

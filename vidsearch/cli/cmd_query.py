@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .base import cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
+from .base import FAST_EXIT, cli, display_path, echo_json, format_ts, handle_errors, json_option, pass_ctx, print_table
 from .common import model_option, providers_option, semantics_warning
 from .queryopts import damaged_note, refine_options, skipped_note
 
@@ -76,6 +76,7 @@ def query_cmd(ctx, text, text_in_frame, model, providers, top, min_score, video_
     else:
         weak_note(result)
         _print_ranges(result.ranges, on_screen=bool(text_in_frame), thumbs=bool(thumbs))
+    FAST_EXIT["ok"] = True  # everything is written: the process may end without interpreter teardown
 
 
 def weak_note(result) -> None:

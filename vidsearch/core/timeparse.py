@@ -52,3 +52,30 @@ def recorded_mask(created: _dt.datetime | None, pts: np.ndarray, after: _dt.date
     if before is not None:
         mask &= rec < (before - _EPOCH).total_seconds() - 1e-6
     return mask
+
+
+def recorded_window(created: _dt.datetime | None, pts: np.ndarray, after: _dt.datetime | None,
+                    before: _dt.datetime | None) -> tuple[int, int] | None:
+    """:func:`recorded_mask` of frame times ``pts`` in increasing order, as positions ``[lo, hi)``:
+    found by bisection, so a memory-mapped ``pts`` is read a few pages at a time, not whole."""
+    if created is None:
+        return None
+    c = (created - _EPOCH).total_seconds()
+    n = len(pts)
+    lo, hi = 0, n
+    if after is not None:
+        a = (after - _EPOCH).total_seconds() - 1e-6
+        lo = int(np.searchsorted(pts, a - c, side="left"))
+        while lo > 0 and c + float(pts[lo - 1]) >= a:  # the same float sums as recorded_mask
+            lo -= 1
+        while lo < n and not c + float(pts[lo]) >= a:
+            lo += 1
+    if before is not None:
+        b = (before - _EPOCH).total_seconds() - 1e-6
+        hi = int(np.searchsorted(pts, b - c, side="left"))
+        while hi > 0 and not c + float(pts[hi - 1]) < b:
+            hi -= 1
+        while hi < n and c + float(pts[hi]) < b:
+            hi += 1
+    return lo, max(lo, hi)
+

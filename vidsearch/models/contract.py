@@ -17,8 +17,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -209,6 +207,9 @@ def staged_dir(final: Path) -> Iterator[Path]:
     """A temporary directory beside ``final`` to build a model in: it replaces ``final`` when the
     block ends normally and is removed when it raises (a model directory appears whole or not at all)."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    import shutil
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         mask = os.umask(0)

@@ -14,11 +14,11 @@ from typing import Sequence
 import numpy as np
 
 from vidsearch.core.clip import contrast_scores
-from vidsearch.core.ranges import TimeRange, adaptive_threshold, mark_weak, rank, video_ranges
+from vidsearch.core.ranges import TimeRange, adaptive_threshold, mark_weak, median, rank, video_ranges
 from vidsearch.index.meta import read_meta
 from vidsearch.index.frames import FrameIndex, load_frame_index  # noqa: F401 - re-exported
 from vidsearch.index.shards import IndexStore
-from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask
+from vidsearch.core.timeparse import parse_creation_time, parse_when, recorded_mask, recorded_window
 from vidsearch.errors import IndexUnusableError, UserError
 from vidsearch.query import stages
 from vidsearch.query.vectors import query_label, query_vectors
@@ -41,12 +41,15 @@ class QueryResult:
     smooth_s: float | None = None
     #: videos left out by --after/--before because the file carries no creation time
     skipped_no_time: int = 0
-    #: which search ran: "full" (every frame scored), "flat" (fused exact scan, then exact windows)
-    #: or "two-stage" (compressed first stage, then exact windows); how many candidate frames it
-    #: took, and whether they settled the answer (False: the candidate cap was reached first)
+    #: which search ran: "full" (every frame considered scored), "flat" (fused exact scan, then
+    #: exact windows) or "two-stage" (compressed first stage, then exact windows); how many
+    #: candidate frames it took; ``complete``: proven to be the ranges of scoring every frame
+    #: considered (with the same threshold); ``capped``: the candidate cap was reached before the
+    #: top ranges outscored what the first stage left out
     search: str = "full"
     candidates: int | None = None
     complete: bool = True
+    capped: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -55,7 +58,7 @@ class QueryResult:
             "frames_scanned": self.frames_scanned, "seconds": round(self.seconds, 4),
             "prompts": list(self.prompts), "negatives": list(self.negatives), "images": list(self.images),
             "smooth_s": self.smooth_s, "skipped_no_time": self.skipped_no_time,
-            "search": self.search, "candidates": self.candidates, "complete": self.complete,
+            "search": self.search, "candidates": self.candidates, "complete": self.complete, "capped": self.capped,
             "ranges": [r.to_dict() for r in self.ranges],
         }
 
@@ -77,60 +80,69 @@ def search_vector(
     after: _dt.datetime | None = None,
     before: _dt.datetime | None = None,
     search: str = "auto",
+    negatives: Sequence[np.ndarray] = (),
 ) -> QueryResult:
-    """Ranked ranges of ``query_vec`` (or of precomputed per-frame ``scores``).
+    """Ranked ranges of ``query_vec`` (or of precomputed per-frame ``scores``), steered away from
+    ``negatives`` (vectors: :func:`vidsearch.core.clip.contrast_scores`).
 
     ``search``: "auto" picks the path (see :func:`search_path`); "full", "flat" and "two-stage" force one.
     """
     t0 = time.perf_counter()
-    path = search_path(index, search, custom_scores=scores is not None, filtered=bool(video_glob or after or before))
+    scorer = stages.Scorer(query_vec, negatives)
+    sel = None
+    if (video_glob or after or before) and scores is None and not index.has_regions:
+        sel = select_frames(store, index, video_glob=video_glob, after=after, before=before, runs=True)
+    path = search_path(index, search, custom_scores=scores is not None, selected=len(sel.rows) if sel else None)
     if path == "full":
-        result = _full_search(store, index, query_vec, label=label, semantics=semantics, top=top, min_score=min_score,
-                              video_glob=video_glob, smooth_s=smooth_s, scores=scores, after=after, before=before)
+        result = _full_search(store, index, scorer, label=label, semantics=semantics, top=top, min_score=min_score,
+                              video_glob=video_glob, smooth_s=smooth_s, scores=scores, after=after, before=before, sel=sel)
     else:
-        result = _staged_search(store, index, query_vec, path, label=label, semantics=semantics, top=top,
-                                min_score=min_score, smooth_s=smooth_s)
+        result = _staged_search(store, index, scorer, path, label=label, semantics=semantics, top=top,
+                                min_score=min_score, smooth_s=smooth_s, sel=sel)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def search_path(index: FrameIndex, asked: str = "auto", *, custom_scores: bool = False, filtered: bool = False) -> str:
-    """Which search runs: "full" (score every frame: small indexes, negative prompts, path or time
-    filters, no faiss), "flat" (faiss's fused exact scan) or "two-stage" (the coarse stage of a big
-    index, then exact windows)."""
+def search_path(index: FrameIndex, asked: str = "auto", *, custom_scores: bool = False, selected: int | None = None) -> str:
+    """Which search runs: "full" (score every frame considered: small indexes, no faiss, or filters
+    that leave at most a quarter of the rows, which are then the only rows read), "flat" (faiss's
+    fused exact scan) or "two-stage" (the coarse stage of a big index, then exact windows)."""
     if asked not in ("auto", "full", "flat", "two-stage"):
         raise ValueError(f"unknown search path {asked!r}")
     if asked != "auto":
         return asked
-    if custom_scores or filtered or index.has_regions or len(index) <= 4 * stages.SAMPLE_ROWS:
+    if custom_scores or index.has_regions or len(index) <= 4 * stages.SAMPLE_ROWS:
         return "full"  # (regions: a frame is several rows; the staged paths score rows)
+    if selected is not None and 4 * selected <= len(index):
+        return "full"
     coarse = index.coarse_stage()
     if coarse is not None and len(index) - coarse.rows <= max(len(index) // 4, 1):
         return "two-stage"
     return "flat" if index.flat_scan() is not None else "full"
 
 
-def _staged_search(store, index, query_vec, path, *, label, semantics, top, min_score, smooth_s) -> QueryResult:
-    q = np.asarray(query_vec, dtype=np.float32)
+def _staged_search(store, index, scorer, path, *, label, semantics, top, min_score, smooth_s, sel) -> QueryResult:
     first = _first_stage(index, path)
-    facts = video_facts(store)
+    facts = sel if sel is not None else video_facts(store)
+    rows = sel.rows if sel is not None else None
     k, median = first.k, None
     while True:
-        cand = first.candidates(index, first.stage, q, k, median)
+        cand = first.candidates(index, first.stage, scorer, k, median, rows)
         median = cand.median
         threshold = stages.threshold_of(cand.best, median, min_score) if len(cand.scores) else float("inf")
-        found = stages.candidate_ranges(index, cand, q, threshold, durations=facts.durations, smooth_s=smooth_s,
-                                        top=top)
+        found = stages.candidate_ranges(index, cand, scorer, threshold, durations=facts.durations, smooth_s=smooth_s,
+                                        top=top, sel=rows)
         ranked = rank(found, top)
-        if stages.settled(cand, threshold, ranked, top) or k >= first.max_k:
+        done = stages.settled(cand, threshold, ranked, top)
+        if done or k >= first.max_k:
             break
         k *= 4
     for r in ranked:
         r.path = facts.paths.get(r.video_id)
     return QueryResult(query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,
-                       frames_scanned=len(index), ranges=ranked, seconds=0.0, smooth_s=smooth_s,
-                       search=cand.path, candidates=len(cand.rows),
-                       complete=stages.settled(cand, threshold, ranked, top))
+                       frames_scanned=len(rows) if rows is not None else len(index), ranges=ranked, seconds=0.0,
+                       smooth_s=smooth_s, skipped_no_time=sel.skipped_no_time if sel is not None else 0,
+                       search=cand.path, candidates=len(cand.rows), complete=done and cand.proven, capped=not done)
 
 
 @dataclasses.dataclass
@@ -154,12 +166,13 @@ def _first_stage(index: FrameIndex, path: str) -> _FirstStage:
     return _FirstStage(scan, stages.flat_candidates, stages.CANDIDATES, max(len(index), 1))
 
 
-def _full_search(store, index, query_vec, *, label, semantics, top, min_score, video_glob, smooth_s, scores,
-                 after, before) -> QueryResult:
-    sel = select_frames(store, index, video_glob=video_glob, after=after, before=before)
-    paths, durations, groups = sel.paths, sel.durations, sel.groups
+def _full_search(store, index, scorer, *, label, semantics, top, min_score, video_glob, smooth_s, scores,
+                 after, before, sel) -> QueryResult:
+    if sel is None:
+        sel = select_frames(store, index, video_glob=video_glob, after=after, before=before)
+    paths, durations, groups = sel.paths, sel.durations, sel.video_groups()
     if scores is None:
-        scores = index.scores(query_vec) if len(index) else np.zeros(0, np.float32)
+        scores = _scores(index, scorer, sel.rows)
     n_considered = sum(len(g) for g in groups.values())
     if n_considered == len(scores):  # every row (the groups are disjoint): no gather
         threshold = sampled_threshold(scores, min_score) if n_considered else float("inf")
@@ -176,12 +189,26 @@ def _full_search(store, index, query_vec, *, label, semantics, top, min_score, v
             found.append(r)
     _mark_weak(found, scores, groups, index)
     ranked = rank(found, top)
-    set_peak_boxes(index, groups, ranked, query_vec)
+    set_peak_boxes(index, groups, ranked, scorer.query)
     return QueryResult(
         query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,
         frames_scanned=int(n_considered), ranges=ranked, seconds=0.0,
         smooth_s=smooth_s, skipped_no_time=sel.skipped_no_time,
     )
+
+
+def _scores(index: FrameIndex, scorer: stages.Scorer, rows: stages.RowSelection | None) -> np.ndarray:
+    """Every frame's score; with a row selection only the selected rows are read and scored (the
+    rest of the array is never written: its pages are not even allocated)."""
+    if rows is None:
+        if not len(index):
+            return np.zeros(0, np.float32)
+        pos = index.scores(scorer.query)
+        return contrast_scores(pos, [index.scores(n) for n in scorer.negatives]) if scorer.negatives else pos
+    out = np.empty(len(index), np.float32)
+    for r0, n in rows.ordered_runs():
+        out[r0 : r0 + n] = scorer.dense(index.emb[r0 : r0 + n])
+    return out
 
 
 def _mark_weak(found: list[TimeRange], scores: np.ndarray, groups: dict[int, np.ndarray], index: FrameIndex) -> None:
@@ -213,7 +240,7 @@ def sampled_threshold(scores: np.ndarray, min_score: float | None) -> float:
     if len(scores) <= 4 * stages.SAMPLE_ROWS:
         return adaptive_threshold(scores, min_score)
     spread = scores[np.linspace(0, len(scores) - 1, num=stages.SAMPLE_ROWS).astype(np.int64)]
-    return stages.threshold_of(float(np.max(scores)), float(np.median(spread)), min_score)
+    return stages.threshold_of(float(np.max(scores)), median(spread), min_score)
 
 
 def _glob_match(path: str, pattern: str) -> bool:
@@ -247,8 +274,7 @@ def text_query(
         sel = select_frames(store, index, video_glob=kw.get("video_glob"), after=kw.get("after"), before=kw.get("before"))
         return QueryResult(label, index.model_id, encoder.info.semantics, float("inf"), sum(len(g) for g in sel.groups.values()),
                            [], 0.0, skipped_no_time=sel.skipped_no_time, **extra)
-    scores = contrast_scores(index.scores(pos), [index.scores(n) for n in negs]) if len(negs) and len(index) else None
-    result = search_vector(store, index, pos, label=label, semantics=encoder.info.semantics, scores=scores, **kw)
+    result = search_vector(store, index, pos, label=label, semantics=encoder.info.semantics, negatives=negs, **kw)
     result.prompts, result.negatives, result.images = extra["prompts"], extra["negatives"], extra["images"]
     return result
 
@@ -273,11 +299,19 @@ def video_facts(store: IndexStore) -> VideoFacts:
 class FrameSelection:
     """The frames a query looks at: row indices per video code, after the video and time filters."""
 
-    groups: dict[int, np.ndarray]  # video code -> row indices in time order
+    groups: dict[int, np.ndarray] | None  # video code -> row indices in time order (with ``rows``: on demand)
     paths: dict[str, str]
     durations: dict[str, float]
     created: dict[str, _dt.datetime | None]
     skipped_no_time: int = 0
+    #: the same rows as runs (``select_frames(runs=True)``): what a query reads and scores
+    rows: stages.RowSelection | None = None
+
+    def video_groups(self) -> dict[int, np.ndarray]:
+        if self.groups is None:
+            self.groups = {c: np.concatenate([np.arange(r0, r0 + n, dtype=np.int64) for r0, n in r])
+                           for c, r in self.rows.runs.items()}
+        return self.groups
 
 
 def select_frames(
@@ -287,21 +321,25 @@ def select_frames(
     video_glob: str | None = None,
     after: _dt.datetime | None = None,
     before: _dt.datetime | None = None,
+    runs: bool = False,
 ) -> FrameSelection:
     """Rows of ``index`` per video, filtered by path glob and by recorded time.
 
     Recorded time of a frame = the file's ``creation_time`` + the frame's pts. With ``after`` /
     ``before`` only frames recorded in ``[after, before)`` count; videos whose file carries no
-    creation time are left out (and counted in ``skipped_no_time``).
+    creation time are left out (and counted in ``skipped_no_time``). ``runs`` (an index without
+    regions): the selection as row runs too, per-row arrays only when asked for.
     """
     facts = video_facts(store)
     paths, durations = facts.paths, facts.durations
     created = {v: parse_creation_time(c) for v, c in facts.created.items()}
+    after, before = parse_when(after), parse_when(before)
+    if runs:
+        return _select_runs(index, facts, created, video_glob, after, before)
     groups = index.rows_by_video()
     if video_glob:
         groups = {c: g for c, g in groups.items() if _glob_match(paths.get(index.videos[c], ""), video_glob)}
     skipped = 0
-    after, before = parse_when(after), parse_when(before)
     if after is not None or before is not None:
         kept = {}
         for c, g in groups.items():
@@ -312,6 +350,26 @@ def select_frames(
                 kept[c] = g[mask]
         groups = kept
     return FrameSelection(groups, paths, durations, created, skipped)
+
+
+def _select_runs(index: FrameIndex, facts: VideoFacts, created: dict, video_glob, after, before) -> FrameSelection:
+    """:func:`select_frames` as row runs; a time window is found by bisecting each run's frame times
+    (a few pages of them read, not every frame time of the index)."""
+    runs = index.video_runs()
+    if video_glob:
+        runs = {c: r for c, r in runs.items() if _glob_match(facts.paths.get(index.videos[c], ""), video_glob)}
+    skipped = 0
+    if after is not None or before is not None:
+        kept = {}
+        for c, r in runs.items():
+            when = created.get(index.videos[c])
+            if when is None:
+                skipped += 1
+                continue
+            windows = [(r0, recorded_window(when, index.pts[r0 : r0 + n], after, before)) for r0, n in r]
+            kept[c] = [(r0 + lo, hi - lo) for r0, (lo, hi) in windows if hi > lo]
+        runs = {c: r for c, r in kept.items() if r}
+    return FrameSelection(None, facts.paths, facts.durations, created, skipped, rows=stages.RowSelection(runs))
 
 
 @dataclasses.dataclass

@@ -8,7 +8,6 @@ from typing import Callable, Sequence
 
 from vidsearch.core.timeparse import parse_when
 from vidsearch.index.shards import IndexStore
-from vidsearch.query.text import visual_and_text, text_ranges
 from vidsearch.query.engine import QueryResult, load_frame_index, text_query
 
 
@@ -38,6 +37,8 @@ def run_query(
     visual = bool(texts or images)
     in_frame = None
     if text_in_frame:
+        from vidsearch.query.text import text_ranges  # the OCR channel: not imported by a visual query (~30 ms)
+
         # with a visual query too, every text range may meet a visual one: rank after intersecting
         in_frame = text_ranges(store, text_in_frame, top=None if visual else top,
                                min_score=None if visual else min_score, video_glob=video_glob,
@@ -51,4 +52,8 @@ def run_query(
     result = text_query(store, encoder, list(texts), index=index, top=None if in_frame else top,
                         min_score=min_score, video_glob=video_glob, smooth_s=smooth_s, negatives=list(negatives),
                         images=list(images), after=after, before=before)
-    return result if in_frame is None else visual_and_text(result, in_frame, top)
+    if in_frame is None:
+        return result
+    from vidsearch.query.text import visual_and_text
+
+    return visual_and_text(result, in_frame, top)
