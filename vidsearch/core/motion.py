@@ -154,10 +154,24 @@ class MotionGate:
             self.reused += 1
         return embed
 
+    def settings(self) -> dict:
+        """The rule's parameters, as a chunk's done marker records them."""
+        return {**dataclasses.asdict(self.params), "max_reuse_s": self.max_reuse_s}
+
     @property
     def fraction_embedded(self) -> float:
         n = self.embedded + self.reused
         return self.embedded / n if n else 0.0
+
+
+def reuse_period(chunk_s: float, max_reuse_s: float = 60.0) -> float:
+    """The forced-refresh period of a gate that runs per chunk of ``chunk_s`` seconds: the
+    largest divisor ``chunk_s / k`` (k a whole number) that is at most ``max_reuse_s``, so every
+    chunk start is a period start and chunks decide exactly as one pass over the file with the
+    same period would (60 s chunks: 60; 90 s: 45; 30 s: 30; 600 s: 60)."""
+    if chunk_s <= 0 or max_reuse_s <= 0:
+        raise ValueError("chunk_s and max_reuse_s must be positive")
+    return chunk_s / math.ceil(chunk_s / max_reuse_s - 1e-9)
 
 
 def gate_frames(frames: Iterable[tuple[float, np.ndarray]], gate: MotionGate) -> Iterator[tuple[float, np.ndarray, bool]]:
