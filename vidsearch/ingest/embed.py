@@ -16,7 +16,7 @@ from vidsearch.core.coverage import chunk_coverage
 from vidsearch.core.motion import MotionGate, reuse_period, reuse_sources
 from vidsearch.core.plan import ChunkSpec, Sampling, plan_video
 from vidsearch.core.preprocess import center_crop, to_tensor
-from vidsearch.core.regions import layout
+from vidsearch.core.regions import count, layout
 from vidsearch.errors import UserError, VideoError
 from vidsearch.index import matrix
 from vidsearch.index.channel import AliasView, ShardView, View
@@ -117,12 +117,13 @@ def spread(pts: np.ndarray, embed: np.ndarray, emb: np.ndarray, per: int = 1) ->
 
 
 def start_decoding(spec: ChunkSpec, info: ModelInfo, batch_size: int = 32) -> Prefetch:
-    """Start decoding (and gating) a chunk's sampled frames in a thread now (at most two batches
-    wait); the returned object's ``report`` is the decoding's :class:`DecodeReport`, its ``gate``
-    the chunk's motion gate (None: off)."""
+    """Start decoding (and gating) a chunk's sampled frames in a thread now (at most two batches of
+    crops wait); the returned object's ``report`` is the decoding's :class:`DecodeReport`, its
+    ``gate`` the chunk's motion gate (None: off)."""
     report = DecodeReport()
     gate = chunk_gate(spec)
-    frames = prefetch(gated_frames(spec, info, report, gate), batch_size * 2)
+    per_frame = count(Sampling.parse(spec.sampling).regions)
+    frames = prefetch(gated_frames(spec, info, report, gate), max(2, batch_size * 2 // per_frame))
     frames.report, frames.gate = report, gate
     return frames
 
