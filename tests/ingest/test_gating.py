@@ -156,3 +156,27 @@ def test_celery_workers_gate_as_local_ingest(cluster, runner, cam, tmp_path):  #
     assert rows(cluster.index) == rows(tmp_path / "local-index")
     a, b = _shard_rows(cluster.index), _shard_rows(tmp_path / "local-index")
     assert {k: s for k, (s, _) in a.items()} == {k: s for k, (s, _) in b.items()}
+
+
+def test_an_old_index_takes_gated_chunks_beside_its_old_shards(home, colour, runner, cam, tmp_path):
+    """Shards written before source_pts existed and gated ones in one index: the views read both;
+    ``source_pts`` of an old shard reads as its pts."""
+    import tarfile
+
+    from vidsearch.index.shards import source_pts
+
+    with tarfile.open(Path(__file__).resolve().parents[1] / "data" / "index-before-renovation.tgz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    index = tmp_path / "index"
+    run_cli(runner, "--index", index, "status", "--json")
+    old = list((index / "shards").rglob("*.parquet"))
+    rep = _ingest(runner, index, cam)
+    assert rep["frames"] == 180 and rep["frames_embedded"] < 180
+    n = json.loads(run_cli(runner, "--index", index, "sql", "SELECT count(*) AS n FROM frames", "--json").stdout)[0]["n"]
+    assert n == 285 + 180
+    q = json.loads(run_cli(runner, "--index", index, "query", "red", "--json").stdout)
+    assert q["frames_scanned"] == 285 + 180
+    ev = json.loads(run_cli(runner, "--index", index, "events", "red", "--video", "*lobby.mp4", "--json").stdout)
+    assert ev["videos"][0]["frames"] == 180
+    t = pq.read_table(old[0])
+    assert "source_pts" not in t.column_names and np.array_equal(source_pts(t), t.column("pts").to_numpy())
