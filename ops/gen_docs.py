@@ -47,13 +47,16 @@ def cli_markdown() -> str:
 def frames_schema_json() -> str:
     from vidsearch.index.shards import frames_schema
 
-    schema = frames_schema(512)
-    fields = []
-    for f in schema:
-        t = str(f.type)
-        if f.name == "embedding":
-            t = "fixed_size_list<float32>[dim]  (L2-normalised; dim from model.json)"
-        fields.append({"name": f.name, "type": t, "nullable": f.nullable})
+    schema = frames_schema(512, regions=True, source=True)
+    notes = {
+        "embedding": "fixed_size_list<float32>[dim]  (L2-normalised; dim from model.json)",
+        "region": "int32  (only in shards written by ingest --regions; 0 = the whole frame; docs/regions.md)",
+        "box": "fixed_size_list<float32>[4]  (only with region: x0, y0, x1, y1 as fractions of the frame)",
+        "source_pts": "double  (the pts of the frame whose embedding the row carries: pts itself for an embedded "
+        "frame, an earlier one for a frame that reused it under motion gating, docs/motion.md; "
+        "shards written before it existed lack it and read as source_pts = pts)",
+    }
+    fields = [{"name": f.name, "type": notes.get(f.name, str(f.type)), "nullable": f.nullable} for f in schema]
     doc = {
         "title": "vidsearch frame shard (Parquet)",
         "description": "One Parquet file per chunk, no dictionary encoding, 128k-row row groups. "

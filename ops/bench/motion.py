@@ -21,7 +21,16 @@ in 60 s chunks with a fresh :class:`vidsearch.core.motion.MotionGate` each (as a
   identical within 1 s, and the subject's known visits;
 * a projection of ingest time with the image encoder (``--model``, default the random ViT-B/32
   of ``ops/bench/encoder.py`` when built): decode + gate + embedded frames / encoder images/s,
-  measured in the same run. The real gated ingest comparison comes with the ingest wiring.
+  measured in the same run.
+
+``--ingest`` measures the real thing instead: the whole ``vidsearch ingest`` command (a
+subprocess, a fresh index each time; wall seconds and the child's CPU seconds) with
+``--motion auto`` and ``--motion off`` one after the other, for the ViT-B/32-sized random-weight
+model and its int8 tower (``ops/bench/encoder_int8.py`` builds both under ``--work``) on the
+static footage, and for the fp32 model on the moving footage; then the colours demo model gated
+and ungated on the static footage and ``vidsearch events red`` of both (identical within 1 s?).
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ops/bench/motion.py --ingest --work /work/bench-cache
 """
 from __future__ import annotations
 
@@ -163,6 +172,107 @@ def report(name: str, f: Footage, plain: dict, gated: dict, one_pass: dict | Non
     return row
 
 
+def cli_run(work: Path, footage: Path, model: Path, motion: str, tag: str) -> dict:
+    """One whole ``vidsearch ingest`` command into a fresh index: its JSON summary, wall and CPU seconds."""
+    import resource
+    import shutil
+    import subprocess
+
+    index = work / "ingest-runs" / tag
+    shutil.rmtree(index, ignore_errors=True)
+    cmd = [sys.executable, "-m", "vidsearch", "--index", str(index), "ingest", str(footage), "--model", str(model),
+           "--motion", motion, "--json", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rep = json.loads(out.stdout)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    row = {"run": tag, "motion": motion, "wall_s": wall, "cpu_s": cpu, "frames": rep["frames"],
+           "frames_embedded": rep["frames_embedded"], "loadavg": os.getloadavg()[0], "index": str(index)}
+    log(f"  {tag}: {wall:.0f} s wall, {cpu:.0f} CPU-s, {rep['frames_embedded']} of {rep['frames']} embedded, "
+        f"load {row['loadavg']:.1f}")
+    return row
+
+
+def cli_events(index: str, model: Path, *extra: str) -> tuple[list[tuple[float, float]], dict]:
+    """``vidsearch events red``: (start, end) of each event, and the thresholds it used."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "vidsearch", "--index", index, "events", "red", "--model", str(model), "--json", *extra],
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=True)
+    d = json.loads(out.stdout)
+    return [(e["start"], e["end"]) for v in d["videos"] for e in v["events"]], {"high": d["high"], "low": d["low"]}
+
+
+def same_within_1s(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    return len(a) == len(b) and all(abs(x0 - y0) <= 1 and abs(x1 - y1) <= 1 for (x0, x1), (y0, y1) in zip(a, b))
+
+
+def ingest_bench(args, static: Footage, moving: Footage) -> dict:
+    """The whole ``vidsearch ingest`` command, gated vs ``--motion off``, in this run."""
+    import types
+
+    sys.path.insert(0, str(REPO / "ops" / "bench"))
+    from encoder_int8 import get_models
+
+    from vidsearch.demo.models import colour_model
+
+    work = Path(args.work)
+    fp32, int8, _ = get_models(types.SimpleNamespace(model=args.model, work=str(work)))
+    colours = colour_model(work / "models" / "demo-colours")
+    plan = [("static", static, "fp32", fp32.path), ("static", static, "int8", int8.path),
+            ("moving", moving, "fp32", fp32.path), ("static", static, "colours", colours.path)]
+    rows = []
+    for name, f, label, model in plan:
+        if name == "moving" and args.no_moving:
+            continue
+        log(f"ingest {name} with {label} ...")
+        for motion in ("off", "auto"):
+            rows.append({"footage": name, "model": label, **cli_run(work, f.path, Path(model), motion, f"{name}-{label}-{motion}")})
+    pairs = {}
+    for r in rows:
+        pairs.setdefault((r["footage"], r["model"]), {})[r["motion"]] = r
+    out = {"rows": rows, "ratios": {}}
+    for (name, label), d in pairs.items():
+        out["ratios"][f"{name}/{label}"] = {"wall": d["off"]["wall_s"] / d["auto"]["wall_s"], "cpu": d["off"]["cpu_s"] / d["auto"]["cpu_s"],
+                                            "fraction_embedded": d["auto"]["frames_embedded"] / d["auto"]["frames"]}
+    if ("static", "int8") in pairs and ("static", "fp32") in pairs:
+        a, b = pairs[("static", "fp32")], pairs[("static", "int8")]
+        out["ratios"]["static/fp32-off vs int8-auto"] = {"wall": a["off"]["wall_s"] / b["auto"]["wall_s"], "cpu": a["off"]["cpu_s"] / b["auto"]["cpu_s"]}
+        out["ratios"]["static/int8 vs fp32 (off)"] = {"wall": a["off"]["wall_s"] / b["off"]["wall_s"], "cpu": a["off"]["cpu_s"] / b["off"]["cpu_s"]}
+    c = pairs[("static", "colours")]
+    # each index with its own automatic thresholds (half-way from the median score to the best), then
+    # both with the ungated run's: the second compares what gating did to the scores alone
+    (off, th), (auto, th_auto) = (cli_events(c[m]["index"], colours.path) for m in ("off", "auto"))
+    fixed = ("--high", str(th["high"]), "--low", str(th["low"]))
+    auto_fixed, _ = cli_events(c["auto"]["index"], colours.path, *fixed)
+    ev = {"off": off, "auto": auto, "thresholds_off": th, "thresholds_auto": th_auto,
+          "identical_within_1s": same_within_1s(off, auto), "auto_with_off_thresholds": auto_fixed,
+          "identical_within_1s_same_thresholds": same_within_1s(off, auto_fixed), "truth": static.subject}
+    out["events"] = ev
+    return out
+
+
+def print_ingest(res: dict) -> None:
+    print("\nWhole `vidsearch ingest` command, 1 fps, 60 s chunks, --motion off vs auto (same run; CPU = the child's user+sys)")
+    print(f"{'footage':8s} {'model':8s} {'motion':6s} {'wall s':>8s} {'CPU s':>8s} {'embedded':>14s} {'load':>5s}")
+    for r in res["rows"]:
+        print(f"{r['footage']:8s} {r['model']:8s} {r['motion']:6s} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} "
+              f"{r['frames_embedded']:5d}/{r['frames']:<5d} {100 * r['frames_embedded'] / r['frames']:5.1f}% {r['loadavg']:5.1f}")
+    for k, v in res["ratios"].items():
+        print(f"  {k:32s} wall x{v['wall']:.2f}  CPU x{v['cpu']:.2f}")
+    ev = res["events"]
+    print(f"Events for 'red', colours demo model, gated vs ungated, each with its automatic thresholds: "
+          f"identical within 1 s: {ev['identical_within_1s']} (high/low: ungated {ev['thresholds_off']['high']}/"
+          f"{ev['thresholds_off']['low']}, gated {ev['thresholds_auto']['high']}/{ev['thresholds_auto']['low']})")
+    print(f"  truth   {ev['truth']}\n  ungated {ev['off']}\n  gated   {ev['auto']}")
+    print(f"  gated with the ungated thresholds {ev['auto_with_off_thresholds']}: identical within 1 s: "
+          f"{ev['identical_within_1s_same_thresholds']}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=20.0, help="length of the static-camera footage (default 20)")
@@ -170,6 +280,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", help="image encoder for the projection (default: bench-out/models/vit-b-32-random)")
     ap.add_argument("--no-one-pass", action="store_true", help="skip the chunks-vs-one-pass check")
     ap.add_argument("--no-events", action="store_true", help="skip the events check with the colours demo model")
+    ap.add_argument("--ingest", action="store_true", help="time the whole `vidsearch ingest` command instead (see above)")
+    ap.add_argument("--no-moving", action="store_true", help="with --ingest: skip the moving footage")
     ap.add_argument("--work", default=str(REPO / "bench-out"))
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
@@ -177,6 +289,12 @@ def main(argv=None) -> int:
     log(f"cpus {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
     static, gen_s = footage(work, "static", args.minutes)
     moving, gen_m = footage(work, "moving", args.moving_minutes)
+    if args.ingest:
+        res = ingest_bench(args, static, moving)
+        print_ingest(res)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps({**res, "loadavg_end": os.getloadavg()}, indent=2) + "\n")
+        return 0
     rate = encoder_rate(args.model, work)
     rows = []
     for name, f in (("static", static), ("moving", moving)):

@@ -128,3 +128,17 @@ def test_cut_params_reproduce_the_ocr_scene_cuts():
     assert M.changed(grey, red, M.CUT) and M.changed(red, greyish, M.CUT)
     assert not M.changed(grey, greyish, M.CUT)
     assert not any(M.changed(th((90,) * 3), th((v,) * 3), M.CUT) for v in (70, 110))  # flicker
+
+
+def test_a_faint_colour_cast_over_the_whole_picture_counts_for_gating():
+    """A 7 % tint towards red (what a whole-frame embedding sees) moves no cell past the threshold,
+    but the picture's mean colour; noise and brightness steps move neither. OCR cuts ignore it."""
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.6, (36, 64, 3)).astype(np.float32)
+    tinted = base * 0.93 + 0.07 * np.array([0.9, 0.1, 0.1], np.float32)
+    c = M.compare(base, tinted)
+    assert c.area < M.GATE.min_area and c.shift > M.GATE.max_shift and c.changed
+    assert not M.compare(base, tinted, M.CUT).changed
+    noisy = base * 1.2 + rng.normal(0, 0.02, base.shape).astype(np.float32)
+    c = M.compare(base, noisy)
+    assert not c.changed and c.shift < M.GATE.max_shift / 4

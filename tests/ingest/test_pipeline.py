@@ -223,7 +223,9 @@ def test_shards_markers_and_parquet_layout(home, colour, archive, runner):
         emb = [c for p, c in col.items() if p.startswith("embedding")][0]
         assert "PLAIN_DICTIONARY" not in str(emb.encodings) and "RLE_DICTIONARY" not in str(emb.encodings)
         t = pq.read_table(s)
-        assert t.schema.names == ["video_id", "path", "chunk_id", "pts", "model_id", "embedding"]
+        assert t.schema.names == ["video_id", "path", "chunk_id", "pts", "model_id", "embedding", "source_pts"]
+        src, pts = t.column("source_pts").to_numpy(), t.column("pts").to_numpy()
+        assert np.all(src <= pts) and set(src) <= set(pts)  # a reused embedding comes from an earlier row of the chunk
         assert t.schema.field("embedding").type.list_size == 10 and str(t.schema.field("embedding").type.value_type) == "float"
         norms = np.linalg.norm(np.stack(t.column("embedding").to_numpy(zero_copy_only=False)), axis=1)
         assert np.allclose(norms, 1.0, atol=1e-5)

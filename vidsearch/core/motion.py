@@ -4,7 +4,7 @@ Pure numpy. A frame becomes a small area-averaged, lightly blurred RGB **thumbna
 :data:`GRID` cells), which drowns sensor noise and compression artefacts; :func:`compare` then
 normalises the global gain (lighting drift, flicker, auto-exposure), counts the cells whose
 colour changed by more than a threshold above the noise floor, and calls the picture changed
-when enough of them did. :class:`MotionGate` embeds the first frame, every frame that changed
+when enough of them did (or when the gain, or the whole picture's mean colour, moved too far). :class:`MotionGate` embeds the first frame, every frame that changed
 since the last embedded one, and the first frame of every ``max_reuse_s`` period (so slow drift
 is re-captured and chunks decide as one pass would). :data:`GATE` and :data:`CUT` are the
 parameters for gating and for OCR scene cuts. The rule, step by step: ``docs/motion.md``.
@@ -31,12 +31,15 @@ class MotionParams:
     min_area: float = 0.004  # fraction of cells that must change
     max_gain: float = 1.5  # a global brightness ratio beyond this is a change by itself
     noise_k: float = 4.0  # a changed cell also exceeds noise_k x the frame's noise floor
+    #: a mean colour shift of the whole picture (per channel, after gain normalisation) beyond this
+    #: is a change by itself: a colour cast or white-balance change too faint for any one cell (0: off)
+    max_shift: float = 0.02
 
 
 #: Motion gating: a person-sized subject far from the camera (~1/250 of the picture) counts.
 GATE = MotionParams()
 #: Scene cuts for the OCR channel: most of the picture changed at once.
-CUT = MotionParams(threshold=0.12, min_area=0.5, max_gain=2.0, noise_k=0.0)
+CUT = MotionParams(threshold=0.12, min_area=0.5, max_gain=2.0, noise_k=0.0, max_shift=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Change:
     gain: float  # brightness ratio new / old that was normalised away
     noise: float  # the frame's noise floor estimate (per-cell difference)
     mean_abs: float  # mean per-cell difference after gain normalisation
+    shift: float = 0.0  # the largest per-channel mean (signed) difference after gain normalisation
 
 
 def thumbnail(frame: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
@@ -101,12 +105,15 @@ def compare(old: np.ndarray, new: np.ndarray, params: MotionParams = GATE) -> Ch
     if old.shape != new.shape:
         return Change(True, 1.0, 1.0, 0.0, 1.0)
     gain = gain_between(old, new)
-    diff = np.abs(new - np.minimum(old * np.float32(gain), 1.0)).max(axis=2)
+    signed = new - np.minimum(old * np.float32(gain), 1.0)
+    diff = np.abs(signed).max(axis=2)
     noise = MAD_SIGMA * float(np.median(diff))
     cell = min(max(params.threshold, params.noise_k * noise), 2 * params.threshold)
     area = float(np.mean(diff > cell))
     big_step = not (1.0 / params.max_gain <= gain <= params.max_gain)
-    return Change(big_step or area >= params.min_area, area, gain, noise, float(diff.mean()))
+    shift = float(np.abs(signed.mean(axis=(0, 1))).max())
+    cast = params.max_shift > 0 and shift > params.max_shift
+    return Change(big_step or cast or area >= params.min_area, area, gain, noise, float(diff.mean()), shift)
 
 
 def changed(old: np.ndarray | None, new: np.ndarray | None, params: MotionParams = GATE) -> bool:
@@ -124,10 +131,11 @@ class MotionGate:
     """
 
     def __init__(self, threshold: float = GATE.threshold, min_area: float = GATE.min_area,
-                 max_reuse_s: float = 60.0, max_gain: float = GATE.max_gain, noise_k: float = GATE.noise_k):
+                 max_reuse_s: float = 60.0, max_gain: float = GATE.max_gain, noise_k: float = GATE.noise_k,
+                 max_shift: float = GATE.max_shift):
         if max_reuse_s <= 0:
             raise ValueError("max_reuse_s must be positive")
-        self.params = MotionParams(threshold, min_area, max_gain, noise_k)
+        self.params = MotionParams(threshold, min_area, max_gain, noise_k, max_shift)
         self.max_reuse_s = float(max_reuse_s)
         self.ref: np.ndarray | None = None  # thumbnail of the last embedded frame
         self.ref_t: float | None = None
@@ -154,10 +162,24 @@ class MotionGate:
             self.reused += 1
         return embed
 
+    def settings(self) -> dict:
+        """The rule's parameters, as a chunk's done marker records them."""
+        return {**dataclasses.asdict(self.params), "max_reuse_s": self.max_reuse_s}
+
     @property
     def fraction_embedded(self) -> float:
         n = self.embedded + self.reused
         return self.embedded / n if n else 0.0
+
+
+def reuse_period(chunk_s: float, max_reuse_s: float = 60.0) -> float:
+    """The forced-refresh period of a gate that runs per chunk of ``chunk_s`` seconds: the
+    largest divisor ``chunk_s / k`` (k a whole number) that is at most ``max_reuse_s``, so every
+    chunk start is a period start and chunks decide exactly as one pass over the file with the
+    same period would (60 s chunks: 60; 90 s: 45; 30 s: 30; 600 s: 60)."""
+    if chunk_s <= 0 or max_reuse_s <= 0:
+        raise ValueError("chunk_s and max_reuse_s must be positive")
+    return chunk_s / math.ceil(chunk_s / max_reuse_s - 1e-9)
 
 
 def gate_frames(frames: Iterable[tuple[float, np.ndarray]], gate: MotionGate) -> Iterator[tuple[float, np.ndarray, bool]]:

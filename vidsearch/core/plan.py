@@ -79,6 +79,11 @@ class ChunkSpec:
     sampling: str  # Sampling.key
     model_id: str
     chunk_s: float = DEFAULT_CHUNK_S
+    #: motion gating of the image channel: "auto" (frames whose picture did not change reuse the
+    #: last embedding, :mod:`vidsearch.core.motion`) or "off" (every sampled frame is embedded; a
+    #: spec that does not say, e.g. from an older submitter). Not part of the chunk id: gating
+    #: changes how the rows are computed, not which rows a chunk has (docs/motion.md).
+    motion: str = "off"
 
     @property
     def chunk_id(self) -> str:

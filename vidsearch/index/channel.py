@@ -54,6 +54,8 @@ class Channel(Protocol):
     report_key: str
     #: whether :meth:`process` needs the image encoder of the chunk's model (else it gets None)
     needs_encoder: bool
+    # optional ``motion_gated = True``: the planner gives the channel's chunk specs the ingest's
+    # ``--motion`` setting (the image channel); other channels' specs say "off"
 
     def owns(self, model_id: str) -> bool:
         """Whether chunks of ``model_id`` are this channel's."""

@@ -56,11 +56,13 @@ def shard_schema(*fields):
     return pa.schema(key + list(fields), metadata={b"vidsearch.schema": str(SCHEMA_VERSION).encode()})
 
 
-def frames_schema(dim: int | None, regions: bool = False):
+def frames_schema(dim: int | None, regions: bool = False, source: bool = False):
     """The image channel's shard schema (``dim`` None: any width, as the catalog's empty ``frames`` view).
 
     ``regions``: with a ``region`` (0: the whole frame) and a ``box`` column (x0, y0, x1, y1 as
     fractions of the frame), as written by ``ingest --regions``; a shard without them is all region 0.
+    ``source``: with a ``source_pts`` column, the time of the frame whose embedding the row carries
+    (motion gating reuses embeddings: docs/motion.md); a shard without it has ``source_pts = pts``.
     """
     import pyarrow as pa
 
@@ -68,7 +70,16 @@ def frames_schema(dim: int | None, regions: bool = False):
     fields = [pa.field("embedding", vector, nullable=False)]
     if regions:
         fields += [pa.field("region", pa.int32(), nullable=False), pa.field("box", pa.list_(pa.float32(), 4), nullable=False)]
+    if source:
+        fields += [pa.field("source_pts", pa.float64(), nullable=False)]
     return shard_schema(*fields)
+
+
+def source_pts(table) -> np.ndarray:
+    """The ``source_pts`` of an image shard's rows (read as an Arrow table): ``pts`` where the
+    shard predates the column."""
+    name = "source_pts" if "source_pts" in table.column_names else "pts"
+    return table.column(name).to_numpy()
 
 
 def unique_name() -> str:
@@ -183,17 +194,19 @@ class IndexStore:
         return self.marker_path(spec).exists()
 
     def write_shard(self, spec: ChunkSpec, pts: np.ndarray, embeddings: np.ndarray, extra: dict | None = None,
-                    regions: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                    regions: tuple[np.ndarray, np.ndarray] | None = None, source: np.ndarray | None = None) -> dict:
         """Write the chunk's frame embeddings (temp file + rename), then its done marker. Idempotent.
 
-        ``regions``: (region [N] int, box [N, 4]) of each row, for a chunk ingested with regions."""
+        ``regions``: (region [N] int, box [N, 4]) of each row, for a chunk ingested with regions.
+        ``source``: each row's ``source_pts`` (the frame whose embedding it carries); None: no column."""
         import pyarrow as pa
 
         pts = np.asarray(pts, dtype=np.float64)
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         n, dim = (emb.shape[0], emb.shape[1]) if emb.ndim == 2 else (0, 0)
-        if len(pts) != n:
-            raise ValueError("pts and embeddings differ in length")
+        if len(pts) != n or (source is not None and len(source) != n):
+            raise ValueError("pts, source pts and embeddings differ in length")
+        tail = [] if source is None else [pa.array(np.asarray(source, np.float64), pa.float64())]
         table = pa.Table.from_arrays(
             [
                 pa.array([spec.video_id] * n, pa.string()),
@@ -203,8 +216,9 @@ class IndexStore:
                 pa.array([spec.model_id] * n, pa.string()),
                 pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim),
                 *_region_arrays(regions, n),
+                *tail,
             ],
-            schema=frames_schema(dim, regions is not None),
+            schema=frames_schema(dim, regions is not None, source is not None),
         )
         return self.write_table_shard(spec, table, extra={"frames": n, "dim": dim, **(extra or {})})
 

@@ -6,21 +6,23 @@ and ``frames`` for the most recently used one; the query side reads the float16 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from vidsearch.core.coverage import chunk_coverage
+from vidsearch.core.motion import MotionGate, reuse_period, reuse_sources
 from vidsearch.core.plan import ChunkSpec, Sampling, plan_video
 from vidsearch.core.preprocess import center_crop, to_tensor
-from vidsearch.core.regions import layout
+from vidsearch.core.regions import count, layout
 from vidsearch.errors import UserError, VideoError
 from vidsearch.index import matrix
 from vidsearch.index.channel import AliasView, ShardView, View
 from vidsearch.index.shards import IndexStore, frames_schema, model_slug
 from vidsearch.media.prefetch import Prefetch, prefetch
-from vidsearch.media.tiles import iter_region_crops
+from vidsearch.media.tiles import iter_region_frames
 from vidsearch.media.video import DecodeReport, iter_frames
 from vidsearch.models.contract import ModelInfo
 
@@ -33,41 +35,96 @@ class ImageEncoder(Protocol):
 
 def sampled_crops(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """(pts, square uint8 crop) for every sampled frame of the chunk (every region of it, with regions;
-    damaged packets: see ``report``)."""
+    damaged packets: see ``report``); no gating."""
+    for t, crops, _seen in _decoded(spec, info, report):
+        for crop in crops:
+            yield t, crop
+
+
+def _decoded(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None) -> Iterator[tuple[float, list[np.ndarray], np.ndarray]]:
+    """(pts, the frame's crops for the encoder, the picture the motion gate compares) per sampled
+    frame: the centre crop; with regions, the decoded frame (the tiles cover all of it)."""
     sampling = Sampling.parse(spec.sampling)
     if sampling.regions > 1:
-        yield from iter_region_crops(spec.path, spec.start, spec.end, sampling, info.image_size, report=report)
+        for t, img, crops in iter_region_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
+            yield t, crops, img
         return
     for t, img in iter_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
-        yield t, center_crop(img, info.image_size)
+        crop = center_crop(img, info.image_size)
+        yield t, [crop], crop
 
 
-def embed_frames(
-    frames: Iterable[tuple[float, np.ndarray]], encoder: ImageEncoder, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Batch (pts, crop) pairs through the image encoder; returns (pts [N], embeddings [N, dim])."""
+def chunk_gate(spec: ChunkSpec) -> MotionGate | None:
+    """The motion gate of a chunk (None: ``--motion off``): the :data:`~vidsearch.core.motion.GATE`
+    rule, fresh per chunk, its forced refresh on a period that divides the chunk length."""
+    if spec.motion == "off":
+        return None
+    if spec.motion != "auto":
+        raise UserError(f"unknown motion setting {spec.motion!r} (auto or off)")
+    return MotionGate(max_reuse_s=reuse_period(spec.chunk_s))
+
+
+def gated_frames(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None = None,
+                 gate: MotionGate | None = None) -> Iterator[tuple[float, list[np.ndarray], bool]]:
+    """(pts, crops, embed?) per sampled frame: ``embed`` False when ``gate`` says the frame may reuse
+    the last embedding (always True without a gate)."""
+    for t, crops, seen in _decoded(spec, info, report):
+        yield t, crops, gate is None or gate.decide(t, seen)
+
+
+@dataclasses.dataclass
+class Embedded:
+    """A chunk's rows: every sampled frame (every region of it), embedded or carrying a reused embedding."""
+
+    pts: np.ndarray  # float64 [rows]
+    source_pts: np.ndarray  # float64 [rows]: the time of the frame whose embedding the row carries
+    emb: np.ndarray  # float32 [rows, dim]
+    embedded: int  # frames that went through the encoder
+
+
+def embed_frames(frames: Iterable[tuple[float, list[np.ndarray], bool]], encoder: ImageEncoder, batch_size: int) -> Embedded:
+    """Batch the crops of the frames to embed through the image encoder (``batch_size`` crops at a
+    time); a frame not to embed gets the rows of the last embedded frame."""
     info = encoder.info
     pts: list[float] = []
+    flags: list[bool] = []
+    per = 1
     out: list[np.ndarray] = []
     batch: list[np.ndarray] = []
-    for t, crop in frames:
+    for t, crops, embed in frames:
         pts.append(t)
-        batch.append(crop)
+        flags.append(embed)
+        per = len(crops)
+        if embed:
+            batch.extend(crops)
         if len(batch) >= batch_size:
             out.append(encoder.encode_images(to_tensor(batch, info.mean, info.std)))
             batch = []
     if batch:
         out.append(encoder.encode_images(to_tensor(batch, info.mean, info.std)))
     emb = np.concatenate(out) if out else np.zeros((0, info.dim), dtype=np.float32)
-    return np.asarray(pts, dtype=np.float64), emb
+    return spread(np.asarray(pts, dtype=np.float64), np.asarray(flags, dtype=bool), emb, per)
+
+
+def spread(pts: np.ndarray, embed: np.ndarray, emb: np.ndarray, per: int = 1) -> Embedded:
+    """Rows for every frame from the ``per`` rows of each embedded one (in order)."""
+    if not len(pts):
+        return Embedded(pts, pts.copy(), emb[:0], 0)
+    src = reuse_sources(embed)  # the frame whose embedding each frame carries
+    ordinal = np.cumsum(embed) - 1  # ... as the how-manieth embedded frame
+    rows = (ordinal[:, None] * per + np.arange(per)).ravel()
+    return Embedded(np.repeat(pts, per), np.repeat(pts[src], per), emb[rows], int(embed.sum()))
 
 
 def start_decoding(spec: ChunkSpec, info: ModelInfo, batch_size: int = 32) -> Prefetch:
-    """Start decoding a chunk's sampled frames in a thread now (at most two batches wait); the
-    returned object's ``report`` is the decoding's :class:`DecodeReport`."""
+    """Start decoding (and gating) a chunk's sampled frames in a thread now (at most two batches of
+    crops wait); the returned object's ``report`` is the decoding's :class:`DecodeReport`, its
+    ``gate`` the chunk's motion gate (None: off)."""
     report = DecodeReport()
-    frames = prefetch(sampled_crops(spec, info, report), batch_size * 2)
-    frames.report = report
+    gate = chunk_gate(spec)
+    per_frame = count(Sampling.parse(spec.sampling).regions)
+    frames = prefetch(gated_frames(spec, info, report, gate), max(2, batch_size * 2 // per_frame))
+    frames.report, frames.gate = report, gate
     return frames
 
 
@@ -98,22 +155,24 @@ def embed_chunk(
         t0 = time.perf_counter()
         frames = frames or start_decoding(spec, encoder.info, batch_size)
         try:
-            pts, emb = embed_frames(frames, encoder, batch_size)
+            rows = embed_frames(frames, encoder, batch_size)
         except VideoError as e:
             store.write_failed(spec, str(e))
             raise
     finally:
         if frames is not None:
             frames.close()
-    if len(pts) == 0 and Sampling.parse(spec.sampling).mode == "fps":
+    if len(rows.pts) == 0 and Sampling.parse(spec.sampling).mode == "fps":
         err = VideoError(f"{spec.path}: no frames could be decoded between {spec.start:.0f}s and {spec.end:.0f}s (truncated or corrupt?)")
         store.write_failed(spec, str(err))
         raise err
-    extra, regions = region_rows(spec.sampling, len(pts))
-    frame_pts = np.unique(pts) if regions is not None else pts  # with regions a frame has several rows
-    extra = {"seconds": round(time.perf_counter() - t0, 4), **extra,
+    extra, regions = region_rows(spec.sampling, len(rows.pts))
+    frame_pts = np.unique(rows.pts) if regions is not None else rows.pts  # with regions a frame has several rows
+    gate = getattr(frames, "gate", None)
+    extra = {"seconds": round(time.perf_counter() - t0, 4), **extra, "embedded": rows.embedded,
+             **({"gate": gate.settings()} if gate is not None else {}),
              **coverage_fields(spec, frame_pts, getattr(frames, "report", None))}
-    return store.write_shard(spec, pts, emb, extra=extra, regions=regions)
+    return store.write_shard(spec, rows.pts, rows.emb, extra=extra, regions=regions, source=rows.source_pts)
 
 
 def region_rows(sampling_key: str, rows: int) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
@@ -133,6 +192,7 @@ class ImageChannel:
     name = "image"
     report_key = "frames"
     needs_encoder = True
+    motion_gated = True  # its chunks carry the ingest's --motion setting
 
     def owns(self, model_id: str) -> bool:
         return True

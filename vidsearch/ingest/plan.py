@@ -29,6 +29,8 @@ class IngestOptions:
     batch_size: int = 32
     #: channels to run besides the image embedding, by name (``("ocr",)``: see vidsearch.ingest.channels)
     channels: tuple[str, ...] = ()
+    #: motion gating of the channels that gate (the image embedding): "auto" or "off" (docs/motion.md)
+    motion: str = "auto"
 
 
 @dataclasses.dataclass
@@ -133,7 +135,8 @@ def _plan_file(store: IndexStore, cat: Catalog, known: dict[str, tuple], path: P
         return []
     plan.videos[video_id] = spath
     plan.durations[video_id] = info.duration
-    specs = [s for channel, mid in active
+    specs = [dataclasses.replace(s, motion=options.motion) if getattr(channel, "motion_gated", False) else s
+             for channel, mid in active
              for s in channel.plan(video_id, spath, info.duration, mid, options.sampling, options.chunk_s)]
     done, old = _done_and_stale(store, video_id, specs, [mid for _, mid in active])
     plan.stale.extend(old)

@@ -19,7 +19,9 @@ class IngestReport:
     chunks_done: int = 0
     chunks_skipped: int = 0
     chunks_failed: int = 0
-    frames: int = 0  # frames embedded by the image model
+    frames: int = 0  # frames indexed by the image model (rows in ``frames``, one per sampled frame)
+    #: of those, the frames that went through the image encoder (the rest reuse an embedding: motion gating)
+    frames_embedded: int = 0
     #: frames of the other channels, by their report key (``ocr_frames``: frames whose on-screen text was read)
     channel_frames: dict[str, int] = dataclasses.field(default_factory=_other_keys)
     seconds_indexed: float = 0.0
@@ -85,6 +87,7 @@ def count_chunk(report: IngestReport, spec: ChunkSpec, marker: dict) -> None:
     key = channel_for(spec.model_id).report_key
     if key == "frames":
         report.frames += n
+        report.frames_embedded += int(marker.get("embedded", n))
         report.seconds_indexed += spec.end - spec.start
     else:
         report.channel_frames[key] = report.channel_frames.get(key, 0) + n

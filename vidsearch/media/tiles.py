@@ -38,11 +38,19 @@ def iter_region_crops(path: str | os.PathLike, start: float, end: float, samplin
                       size: int, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """``(pts, crop)`` for every region of every sampled frame: ``count(sampling.regions)``
     consecutive items per frame, region 0 first (the order of :func:`~vidsearch.core.regions.layout`)."""
+    for t, _img, crops in iter_region_frames(path, start, end, sampling, size, report):
+        for crop in crops:
+            yield t, crop
+
+
+def iter_region_frames(path: str | os.PathLike, start: float, end: float, sampling: Sampling,
+                       size: int, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray, list[np.ndarray]]]:
+    """``(pts, decoded frame, its region crops)`` for every sampled frame (:func:`iter_region_crops`
+    per frame; the frame as decoded, at the side the tiles need)."""
     boxes = layout(sampling.regions)
     side = decode_side(sampling.regions, size)
     info = probe(path)
     if info.width and info.height:  # never upscale: a tile of a small source has what it has
         side = max(size, min(side, info.width, info.height))
     for t, img in iter_frames(path, start, end, sampling, side, report=report):
-        for crop in region_crops(img, boxes, size):
-            yield t, crop
+        yield t, img, region_crops(img, boxes, size)
