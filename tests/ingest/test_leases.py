@@ -117,6 +117,33 @@ def test_a_worker_writing_another_index_stops_the_ingest_in_one_line(cluster, ar
     assert len(list(elsewhere.rglob("*.done"))) == 10 and not list(cluster.index.rglob("*.done"))
 
 
+@distributed
+@needs_redis
+def test_a_live_workers_retry_wait_longer_than_the_lease_is_left_alone(cluster, tmp_path):
+    """A task waiting for its retry time (eta) is held, unacknowledged and without a lease, by a
+    live worker; its record claims it, so no reaper requeues it however long the wait."""
+    from vidsearch.demo.synth import make_video
+
+    video = tmp_path / "clips" / "a.mp4"
+    make_video(video, 10.0, fps=10, size=(160, 120))
+    cluster.env.update(VIDSEARCH_LEASE_S="3", VIDSEARCH_LEASE_RENEW_S="1")  # waits of 4, 8, 16 s outlast it
+    result = cluster.submit(video.parent, "--chunk", "10", "--fps", "1", "--no-wait")
+    assert result.returncode == 0 and submitted(result)["pending"] == 1, result.stderr
+    video.rename(video.with_suffix(".away"))  # not found on the worker: retried after 2, 4, 8 ... s
+    worker, r = cluster.worker(), cluster.redis.client()
+    deadline = time.time() + 60
+    while time.time() < deadline and "Retry in 8.0s" not in worker.output():
+        time.sleep(0.2)
+    assert "Retry in 8.0s" in worker.output(), worker.output()[-3000:]
+    time.sleep(6)  # two lease times into the 8 s wait
+    log = worker.output()
+    assert "sent it back to the queue" not in log and "sent it again" not in log, log[-3000:]
+    assert log.count("] received") == 4 and r.llen("embed") == 0 and r.hlen("unacked") == 1  # no duplicate
+    (held,) = held_tasks(r)
+    assert r.hkeys(leases.WORKERS_KEY) == [worker.name.encode()]
+    assert held in json.loads(r.hget(leases.WORKERS_KEY, worker.name))["tasks"]
+
+
 # -- units ---------------------------------------------------------------------------------------
 @pytest.fixture
 def bare_redis(tmp_path, monkeypatch):
@@ -127,9 +154,10 @@ def bare_redis(tmp_path, monkeypatch):
     server.stop()
 
 
-def _deliver(r, task_id: str, tag: str, task: str = "vidsearch.embed_chunk", eta: str | None = None) -> bytes:
+def _deliver(r, task_id: str, tag: str, task: str = "vidsearch.embed_chunk", eta: str | None = None,
+             retries: int = 0) -> bytes:
     """What kombu keeps for a delivered, unacknowledged task: [payload, exchange, routing key]."""
-    headers = {"id": task_id, "task": task, "eta": eta}
+    headers = {"id": task_id, "task": task, "eta": eta, "retries": retries}
     payload = {"body": "", "headers": headers, "properties": {"delivery_info": {}, "delivery_tag": tag}}
     entry = json.dumps([payload, "embed", "embed"]).encode()
     r.hset("unacked", tag, entry)
@@ -200,7 +228,8 @@ def test_a_dead_workers_tasks_come_back_taken_waiting_or_popped_and_unrecorded(b
     each once, and leave alone what a live worker holds or the queue still has."""
     r = bare_redis.client()
     _deliver(r, "t-eta-dead", "tag-eta-dead", eta="2030-01-01T00:00:00")
-    _deliver(r, "t-eta-live", "tag-eta-live", eta="2030-01-01T00:00:00")
+    _deliver(r, "t-eta-live", "tag-eta-live", eta="2030-01-01T00:00:00", retries=1)
+    _lease(r, "attempt-0", "t-eta-live", retries=0, finished=True)  # its first attempt's lease, not renewed
     _worker(r, "w-dead", ["t-eta-dead"])
     _worker(r, "w-live", ["t-eta-live"])
     for task_id in ("t-eta-dead", "t-eta-live", "t-lost", "t-queued"):
@@ -214,6 +243,7 @@ def test_a_dead_workers_tasks_come_back_taken_waiting_or_popped_and_unrecorded(b
     _worker(r, "w-live", ["t-eta-live"], renewed=time.time() + 2)
     assert [reaper.sweep(now=20) for reaper in reapers] == [2, 0]  # one record dropped, by one reaper
     assert r.hkeys(leases.WORKERS_KEY) == [b"w-live"] and r.hkeys("unacked") == [b"tag-eta-live"]
+    assert r.hlen(leases.LEASES_KEY) == 0  # the first attempt's lease is dropped, the retry left alone
     queued = [json.loads(m)["headers"]["id"] for m in r.lrange("embed", 0, -1)]
     assert sorted(queued) == ["t-eta-dead", "t-lost", "t-queued"]  # t-lost published again, once
     lost = next(json.loads(m) for m in r.lrange("embed", 0, -1) if json.loads(m)["headers"]["id"] == "t-lost")

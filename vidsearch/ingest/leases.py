@@ -159,7 +159,8 @@ def hold_lease(request, spec: ChunkSpec, store: IndexStore, task_root: str) -> I
         return
     record = {
         "chunk_id": spec.chunk_id, "path": spec.path, "start": spec.start, "end": spec.end,
-        "task_id": getattr(request, "id", None), "queue": (getattr(request, "delivery_info", None) or {}).get("routing_key"),
+        "task_id": getattr(request, "id", None), "retries": getattr(request, "retries", 0) or 0,
+        "queue": (getattr(request, "delivery_info", None) or {}).get("routing_key"),
         "worker": getattr(request, "hostname", None) or socket.gethostname(), "host": socket.gethostname(),
         "pid": os.getpid(), "index": str(store.root), "task_index": task_root, "spec": spec.to_dict(),
     }
@@ -281,14 +282,14 @@ class Reaper:
         """Requeue a delivered task that no lease claims and no worker record has claimed, while
         changing, for the lease time: its worker died before starting it, or while it waited for
         a pool process or its retry time (``eta``)."""
-        leased = {json.loads(raw).get("task_id") for raw in leases.values()}
+        leased = {_attempt(json.loads(raw)) for raw in leases.values()}
         entries = self.client.hgetall(self.unacked)
         self.orphans = {t: s for t, s in self.orphans.items() if t in entries}
         requeued = 0
         for tag, entry in entries.items():
             payload = _payload(entry)
             headers = (payload or {}).get("headers") or {}
-            if headers.get("task") != self.task_name or headers.get("id") in leased:
+            if headers.get("task") != self.task_name or _attempt(headers) in leased:
                 self.orphans.pop(tag, None)
                 continue
             before = self.orphans.get(tag)
@@ -340,17 +341,18 @@ class Reaper:
         ids.update(_task_id(e, delivered=True) for e in self.client.hvals(self.unacked))
         return ids
 
-    def _unacked_entry(self, task_id: str) -> tuple[bytes, bytes, dict] | None:
+    def _unacked_entry(self, rec: dict) -> tuple[bytes, bytes, dict] | None:
+        """The delivery of the lease's own attempt (a retry is another message, with the same id)."""
         for tag, entry in self.client.hgetall(self.unacked).items():
             payload = _payload(entry)
-            if payload and (payload.get("headers") or {}).get("id") == task_id:
+            if payload and _attempt(payload.get("headers") or {}) == _attempt(rec):
                 return tag, entry, payload
         return None
 
     def reclaim(self, token: bytes, raw: bytes, leases: dict | None = None) -> int:
         """Drop an expired lease and put its task back at the head of its queue (1 if it was)."""
         rec = json.loads(raw)
-        found = self._unacked_entry(rec.get("task_id"))
+        found = self._unacked_entry(rec)
         if found is None or _held_by_another(rec["task_id"], token, leases or {}):
             # acknowledged, or requeued by Celery (a pool process died) and maybe running elsewhere
             self.client.eval(DROP, 1, LEASES_KEY, token, raw)
@@ -383,6 +385,14 @@ def _payload(entry: bytes) -> dict | None:
         return payload if isinstance(payload, dict) else None
     except (ValueError, IndexError, KeyError, TypeError):
         return None
+
+
+def _attempt(rec: dict) -> tuple[str | None, int]:
+    """(task id, retries) of a lease or of a task message's headers: one delivery attempt."""
+    try:
+        return rec.get("task_id") or rec.get("id"), int(rec.get("retries") or 0)
+    except (TypeError, ValueError):
+        return rec.get("task_id") or rec.get("id"), 0
 
 
 def _record(raw: bytes) -> dict:
