@@ -100,6 +100,13 @@ def _failed(store: IndexStore | None, spec: ChunkSpec, message: str) -> dict:
 
 @app.task(name=TASK_NAME, bind=True, max_retries=MAX_RETRIES, acks_late=True, reject_on_worker_lost=True)
 def embed_chunk_task(self, spec_dict: dict, index_root: str, batch_size: int = 32) -> dict:
+    result = embed_chunk(self, spec_dict, index_root, batch_size)  # a retry raises: the task goes on
+    leases.task_ended(self.request.id)  # off the broker's list of sent tasks (before the ack)
+    return result
+
+
+def embed_chunk(self, spec_dict: dict, index_root: str, batch_size: int) -> dict:
+    """The task's work: the chunk's result, or :class:`celery.exceptions.Retry` raised."""
     spec = ChunkSpec.from_dict(spec_dict)
     store: IndexStore | None = None
     try:

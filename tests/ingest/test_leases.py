@@ -23,6 +23,7 @@ from vidsearch.core.plan import ChunkSpec
 from vidsearch.errors import UserError
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest import leases
+from vidsearch.ingest.celery import TASKS_KEY
 from vidsearch.ingest.resends import ResendGuard
 
 #: every frame of the long archive in 10 s chunks: 18 chunks of 250 frames, slow enough to be caught running
@@ -116,6 +117,33 @@ def test_a_worker_writing_another_index_stops_the_ingest_in_one_line(cluster, ar
     assert len(list(elsewhere.rglob("*.done"))) == 10 and not list(cluster.index.rglob("*.done"))
 
 
+@distributed
+@needs_redis
+def test_a_live_workers_retry_wait_longer_than_the_lease_is_left_alone(cluster, tmp_path):
+    """A task waiting for its retry time (eta) is held, unacknowledged and without a lease, by a
+    live worker; its record claims it, so no reaper requeues it however long the wait."""
+    from vidsearch.demo.synth import make_video
+
+    video = tmp_path / "clips" / "a.mp4"
+    make_video(video, 10.0, fps=10, size=(160, 120))
+    cluster.env.update(VIDSEARCH_LEASE_S="3", VIDSEARCH_LEASE_RENEW_S="1")  # waits of 4, 8, 16 s outlast it
+    result = cluster.submit(video.parent, "--chunk", "10", "--fps", "1", "--no-wait")
+    assert result.returncode == 0 and submitted(result)["pending"] == 1, result.stderr
+    video.rename(video.with_suffix(".away"))  # not found on the worker: retried after 2, 4, 8 ... s
+    worker, r = cluster.worker(), cluster.redis.client()
+    deadline = time.time() + 60
+    while time.time() < deadline and "Retry in 8.0s" not in worker.output():
+        time.sleep(0.2)
+    assert "Retry in 8.0s" in worker.output(), worker.output()[-3000:]
+    time.sleep(6)  # two lease times into the 8 s wait
+    log = worker.output()
+    assert "sent it back to the queue" not in log and "sent it again" not in log, log[-3000:]
+    assert log.count("] received") == 4 and r.llen("embed") == 0 and r.hlen("unacked") == 1  # no duplicate
+    (held,) = held_tasks(r)
+    assert r.hkeys(leases.WORKERS_KEY) == [worker.name.encode()]
+    assert held in json.loads(r.hget(leases.WORKERS_KEY, worker.name))["tasks"]
+
+
 # -- units ---------------------------------------------------------------------------------------
 @pytest.fixture
 def bare_redis(tmp_path, monkeypatch):
@@ -126,9 +154,10 @@ def bare_redis(tmp_path, monkeypatch):
     server.stop()
 
 
-def _deliver(r, task_id: str, tag: str, task: str = "vidsearch.embed_chunk", eta: str | None = None) -> bytes:
+def _deliver(r, task_id: str, tag: str, task: str = "vidsearch.embed_chunk", eta: str | None = None,
+             retries: int = 0) -> bytes:
     """What kombu keeps for a delivered, unacknowledged task: [payload, exchange, routing key]."""
-    headers = {"id": task_id, "task": task, "eta": eta}
+    headers = {"id": task_id, "task": task, "eta": eta, "retries": retries}
     payload = {"body": "", "headers": headers, "properties": {"delivery_info": {}, "delivery_tag": tag}}
     entry = json.dumps([payload, "embed", "embed"]).encode()
     r.hset("unacked", tag, entry)
@@ -154,12 +183,14 @@ def test_reapers_requeue_an_expired_lease_once_and_spare_live_ones(bare_redis):
     _lease(r, "live", "t-live")
     _lease(r, "gone", "t-acked")  # its task was acknowledged: the lease is only dropped
     _deliver(r, "t-orphan", "tag-orphan")  # taken by a worker that died before it started the task
-    _deliver(r, "t-retry", "tag-retry", eta="2030-01-01T00:00:00")  # held by a worker until its retry time
+    _deliver(r, "t-retry", "tag-retry", eta="2030-01-01T00:00:00")  # held by a live worker until its retry time
+    _worker(r, "w-live", ["t-retry"])
     _deliver(r, "t-other", "tag-other", task="someone.else")  # another application's task
     reapers = [leases.Reaper(leases.redis_client(), lease_s=20) for _ in range(2)]
     for reaper in reapers:
         assert reaper.sweep(now=0) == 0
     _lease(r, "live", "t-live", renewed=time.time() + 1)  # renewed: not expired
+    _worker(r, "w-live", ["t-retry"], renewed=time.time() + 1)
     assert [reaper.sweep(now=19) for reaper in reapers] == [0, 0]
     assert [reaper.sweep(now=20) for reaper in reapers] == [2, 0]  # one atomic claim each
     assert sorted(r.hkeys("unacked")) == [b"tag-live", b"tag-other", b"tag-retry"] and r.zcard("unacked_index") == 3
@@ -168,6 +199,59 @@ def test_reapers_requeue_an_expired_lease_once_and_spare_live_ones(bare_redis):
     assert all(json.loads(m)["headers"]["redelivered"] for m in r.lrange("embed", 0, -1))
     assert r.hkeys(leases.LEASES_KEY) == [b"live"]
     assert [x["worker"] for x in leases.running_chunks("/nowhere")] == []
+
+
+def _worker(r, name: str, tasks: list[str], **extra) -> bytes:
+    """A worker main process's record: the tasks it holds (see leases.Holder)."""
+    rec = {"worker": name, "host": "node", "pid": 1, "renewed": time.time(), "tasks": tasks, **extra}
+    raw = json.dumps(rec).encode()
+    r.hset(leases.WORKERS_KEY, name, raw)
+    return raw
+
+
+def _sent(r, task_id: str, spec: ChunkSpec = SPEC) -> None:
+    """What the submitter lists for every task it sends."""
+    r.hset(TASKS_KEY, task_id, json.dumps({"args": [spec.to_dict(), "/index", 8], "queue": "embed"}))
+
+
+def _queued(r, task_id: str) -> None:
+    headers = {"id": task_id, "task": "vidsearch.embed_chunk"}
+    r.lpush("embed", json.dumps({"body": "", "headers": headers, "properties": {}}))
+
+
+@distributed
+@needs_redis
+def test_a_dead_workers_tasks_come_back_taken_waiting_or_popped_and_unrecorded(bare_redis):
+    """A worker holds tasks it has not started (waiting for its retry time, or for its pool), and
+    Redis pops a task before kombu records it as delivered: a worker killed in between takes it
+    with it. Once the dead worker's record stops changing, the reapers put back all of them,
+    each once, and leave alone what a live worker holds or the queue still has."""
+    r = bare_redis.client()
+    _deliver(r, "t-eta-dead", "tag-eta-dead", eta="2030-01-01T00:00:00")
+    _deliver(r, "t-eta-live", "tag-eta-live", eta="2030-01-01T00:00:00", retries=1)
+    _lease(r, "attempt-0", "t-eta-live", retries=0, finished=True)  # its first attempt's lease, not renewed
+    _worker(r, "w-dead", ["t-eta-dead"])
+    _worker(r, "w-live", ["t-eta-live"])
+    for task_id in ("t-eta-dead", "t-eta-live", "t-lost", "t-queued"):
+        _sent(r, task_id)
+    _queued(r, "t-queued")
+    # t-lost: popped by w-dead's last BRPOP, which was killed before it recorded it in `unacked`
+    reapers = [leases.Reaper(leases.redis_client(), lease_s=20) for _ in range(2)]
+    assert [reaper.sweep(now=0) for reaper in reapers] == [0, 0]
+    _worker(r, "w-live", ["t-eta-live"], renewed=time.time() + 1)
+    assert [reaper.sweep(now=19) for reaper in reapers] == [0, 0]
+    _worker(r, "w-live", ["t-eta-live"], renewed=time.time() + 2)
+    assert [reaper.sweep(now=20) for reaper in reapers] == [2, 0]  # one record dropped, by one reaper
+    assert r.hkeys(leases.WORKERS_KEY) == [b"w-live"] and r.hkeys("unacked") == [b"tag-eta-live"]
+    assert r.hlen(leases.LEASES_KEY) == 0  # the first attempt's lease is dropped, the retry left alone
+    queued = [json.loads(m)["headers"]["id"] for m in r.lrange("embed", 0, -1)]
+    assert sorted(queued) == ["t-eta-dead", "t-lost", "t-queued"]  # t-lost published again, once
+    lost = next(json.loads(m) for m in r.lrange("embed", 0, -1) if json.loads(m)["headers"]["id"] == "t-lost")
+    assert json.loads(base64.b64decode(lost["body"]))[0] == [SPEC.to_dict(), "/index", 8]
+    _worker(r, "w-live", ["t-eta-live"], renewed=time.time() + 3)
+    assert [reaper.sweep(now=60) for reaper in reapers] == [0, 0]  # nothing else: the list keeps t-lost until it ends
+    leases.task_ended("t-lost")
+    assert sorted(r.hkeys(TASKS_KEY)) == [b"t-eta-dead", b"t-eta-live", b"t-queued"]
 
 
 @distributed

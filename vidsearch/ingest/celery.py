@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "vidsearch.embed_chunk"
 QUEUE = "embed"
+#: Redis hash: task id -> its arguments, for every task sent and not yet ended. Redis pops a task
+#: before it is recorded as delivered; a worker killed in between takes it with it, and the live
+#: workers send such a task again from this list (vidsearch/ingest/leases.py).
+TASKS_KEY = "vidsearch:tasks"
 #: Seconds a task may stay unacknowledged before Redis hands it to another worker. It must be
 #: longer than the slowest chunk (tasks are time-limited below it); a worker that dies mid-chunk
 #: costs this long before its chunk is retried elsewhere.
@@ -227,19 +231,29 @@ class CeleryBackend:
         sent = 0
         try:
             with self.app.producer_or_acquire() as producer:
-                for spec in specs:
-                    task_id = f"{spec.chunk_id}-{uuid.uuid4().hex[:12]}"
-                    self.app.send_task(
-                        TASK_NAME, args=[spec.to_dict(), root, self.batch_size], task_id=task_id,
-                        queue=QUEUE, producer=producer,
-                    )
-                    self.task_ids[spec.chunk_id] = task_id
-                    sent += 1
+                for page in range(0, len(specs), 200):  # listed one page at a time, just before it is sent
+                    tasks = {f"{s.chunk_id}-{uuid.uuid4().hex[:12]}": s for s in specs[page:page + 200]}
+                    args = {task_id: [s.to_dict(), root, self.batch_size] for task_id, s in tasks.items()}
+                    self._list_sent(producer, args)  # listed first: a worker may end a task at once
+                    for task_id, spec in tasks.items():
+                        self.app.send_task(TASK_NAME, args=args[task_id], task_id=task_id, queue=QUEUE,
+                                           producer=producer)
+                        self.task_ids[spec.chunk_id] = task_id
+                        sent += 1
         except Exception as e:  # noqa: BLE001 - kombu/redis connection errors after the publish retries
             raise TransientError(
                 f"lost the Celery broker at {safe_url(self.url)} after queueing {sent} of "
                 f"{len(specs)} chunks ({one_line(e)}); run the same command again when it is back"
             ) from None
+
+    def _list_sent(self, producer, tasks: dict[str, list]) -> None:
+        """Add ``tasks`` to the broker's list of sent tasks (:data:`TASKS_KEY`; Redis only)."""
+        import json
+
+        if not self.url.startswith(("redis://", "rediss://", "redis+socket://")):
+            return
+        client = producer.channel.client
+        client.hset(TASKS_KEY, mapping={tid: json.dumps({"args": args, "queue": QUEUE}) for tid, args in tasks.items()})
 
     def broker_task_ids(self) -> set[str] | None:
         """Ids of the tasks the broker holds: queued, or delivered and not yet acknowledged.

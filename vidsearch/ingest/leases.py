@@ -1,11 +1,17 @@
 """Chunk leases: a chunk held by a dead worker is back at the head of the queue within ~30 s.
 
 A worker holds a lease (a field of the Redis hash ``vidsearch:leases``) on the chunk it runs,
-renewed by a heartbeat thread. A reaper thread in every worker process requeues the task of a
-lease it has seen unchanged for the lease time (or of a delivered task it has seen without any
-lease that long), with one atomic script, so no task is requeued twice. Staleness is judged on
-the reaper's own clock and forgotten when Redis is away, so node clocks and broker outages
-never expire a live lease. See docs/distributed.md.
+renewed by a heartbeat thread. Each worker's main process also keeps a record (a field of
+``vidsearch:workers``) listing every task it holds, running, waiting for its pool or for its
+retry time (``eta``), renewed the same way. A reaper thread in every worker process requeues
+the task of a lease it has seen unchanged for the lease time, or a delivered task that neither
+a lease nor a worker record it has seen change in that time claims, with one atomic script, so
+no task is requeued twice. Redis pops a task before kombu records it as delivered: a worker
+killed in between takes the task with it. So the submitter lists every task it sends in
+``vidsearch:tasks`` (dropped when the task ends), and the reaper that finds a worker record
+gone stale sends again the listed tasks that are neither queued nor delivered. Staleness is
+judged on the reaper's own clock and forgotten when Redis is away, so node clocks and broker
+outages never expire a live lease. See docs/distributed.md.
 """
 from __future__ import annotations
 
@@ -22,11 +28,14 @@ from typing import Any, Iterator
 
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.index.shards import IndexStore
+from vidsearch.ingest.celery import QUEUE, TASK_NAME, TASKS_KEY
 from vidsearch.settings import current
 
 log = logging.getLogger("vidsearch.leases")
 
 LEASES_KEY = "vidsearch:leases"
+#: worker node name -> what its main process holds (see :class:`Holder`)
+WORKERS_KEY = "vidsearch:workers"
 #: Seconds a lease may go unrenewed before any worker requeues its chunk.
 DEFAULT_LEASE_S = 20.0
 #: Seconds between two renewals (and between two sweeps of a reaper).
@@ -150,7 +159,8 @@ def hold_lease(request, spec: ChunkSpec, store: IndexStore, task_root: str) -> I
         return
     record = {
         "chunk_id": spec.chunk_id, "path": spec.path, "start": spec.start, "end": spec.end,
-        "task_id": getattr(request, "id", None), "queue": (getattr(request, "delivery_info", None) or {}).get("routing_key"),
+        "task_id": getattr(request, "id", None), "retries": getattr(request, "retries", 0) or 0,
+        "queue": (getattr(request, "delivery_info", None) or {}).get("routing_key"),
         "worker": getattr(request, "hostname", None) or socket.gethostname(), "host": socket.gethostname(),
         "pid": os.getpid(), "index": str(store.root), "task_index": task_root, "spec": spec.to_dict(),
     }
@@ -161,19 +171,77 @@ def hold_lease(request, spec: ChunkSpec, store: IndexStore, task_root: str) -> I
         lease.finish()
 
 
+def task_ended(task_id: str | None) -> None:
+    """Take an ended task (done, skipped or recorded as failed) off the list of sent tasks."""
+    client = redis_client()
+    if client is None or not task_id:
+        return
+    try:
+        client.hdel(TASKS_KEY, task_id)
+    except Exception as e:  # noqa: BLE001 - broker away: a reaper may send it again; it is then skipped
+        log.info("cannot take task %s off the list of sent tasks (%s: %s)", task_id, type(e).__name__, e)
+
+
+def _held_task_ids() -> list[str]:
+    """The tasks this worker process holds: received and not yet ended, including those waiting
+    for a pool process or for their retry time (Celery drops them all when its connection drops)."""
+    from celery.worker import state
+
+    return sorted(state.requests.copy())  # dict.copy holds the GIL: safe from another thread
+
+
+class Holder:
+    """A worker main process's record in ``vidsearch:workers``: alive, and which tasks it holds,
+    renewed by a daemon thread (a delivered task that no live record nor lease claims is requeued)."""
+
+    def __init__(self, client, name: str, renew_s: float, held=_held_task_ids):
+        self.client, self.name, self.renew_s, self.held = client, name, renew_s, held
+        self._stop = threading.Event()
+        self._warned = False
+
+    def write(self) -> None:
+        try:
+            rec = {"worker": self.name, "host": socket.gethostname(), "pid": os.getpid(),
+                   "renewed": redis_now(self.client), "tasks": self.held()}
+            self.client.hset(WORKERS_KEY, self.name, json.dumps(rec))
+            self._warned = False
+        except Exception as e:  # noqa: BLE001 - broker away: renew when it is back
+            if not self._warned:
+                log.info("cannot renew the record of worker %s (%s: %s)", self.name, type(e).__name__, e)
+            self._warned = True
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.renew_s):
+            self.write()
+
+    def start(self) -> "Holder":
+        self.write()  # before the first task is taken
+        threading.Thread(target=self._beat, name="vidsearch-holder", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """A worker shutting down (its unacknowledged tasks go back to the queue): drop the record."""
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self.client.hdel(WORKERS_KEY, self.name)
+
+
 # -- the reaper ----------------------------------------------------------------------------------
 class Reaper:
-    """Requeues the tasks of leases that stopped changing (see the module docstring)."""
+    """Requeues the tasks of dead workers (see the module docstring)."""
 
     def __init__(self, client, lease_s: float, unacked: str = "unacked", unacked_index: str = "unacked_index",
-                 task_name: str = "vidsearch.embed_chunk"):
+                 task_name: str = TASK_NAME, resend=None, queue: str = QUEUE):
         self.client, self.lease_s, self.task_name = client, lease_s, task_name
-        self.unacked, self.unacked_index = unacked, unacked_index
+        self.unacked, self.unacked_index, self.queue = unacked, unacked_index, queue
+        self.resend = resend or _resend
         self.seen: dict[bytes, tuple[bytes, float]] = {}  # token -> (lease as last read, first read then)
+        self.workers: dict[bytes, tuple[bytes, float]] = {}  # worker -> (record as last read, first read then)
         self.orphans: dict[bytes, tuple[bytes, float]] = {}  # delivery tag -> (entry, first seen without lease)
 
     def sweep(self, now: float | None = None) -> int:
-        """Look at every lease once; requeue the chunks of expired ones. Returns how many."""
+        """Look at every lease, worker record and delivered task once; requeue the tasks of dead
+        workers (and send again the tasks a dead worker took with it). Returns how many."""
         now = time.monotonic() if now is None else now
         leases = self.client.hgetall(LEASES_KEY)
         self.seen = {t: s for t, s in self.seen.items() if t in leases}
@@ -185,43 +253,106 @@ class Reaper:
             elif now - before[1] >= self.lease_s:
                 del self.seen[token]
                 requeued += self.reclaim(token, raw, leases)
-        return requeued + self._sweep_orphans(leases, now)
+        claims, dead = self._watch_workers(now)
+        requeued += self._sweep_orphans(leases, claims, now)
+        return requeued + (self.recover_lost() if dead else 0)
 
-    def _sweep_orphans(self, leases: dict, now: float) -> int:
-        """Requeue a task delivered but without any lease for the lease time: its worker died between
-        taking it and starting it. (A task waiting for its retry time, ``eta``, is left alone.)"""
-        leased = {json.loads(raw).get("task_id") for raw in leases.values()}
+    def _watch_workers(self, now: float) -> tuple[dict[str, float], bool]:
+        """Per task id, when a worker record claiming it was last seen changing; and whether this
+        reaper dropped a record that stopped changing (its worker is dead)."""
+        records = self.client.hgetall(WORKERS_KEY)
+        self.workers = {w: s for w, s in self.workers.items() if w in records}
+        claims: dict[str, float] = {}
+        dead = False
+        for name, raw in records.items():
+            before = self.workers.get(name)
+            if before is None or before[0] != raw:
+                self.workers[name] = before = (raw, now)
+            elif now - before[1] >= self.lease_s:
+                del self.workers[name]
+                if self.client.eval(DROP, 1, WORKERS_KEY, name, raw):
+                    dead = True
+                    log.warning("worker %s has not renewed its record for %.0fs (dead?); its tasks go back to "
+                                "the queue", name.decode(errors="replace"), self.lease_s)
+            for task_id in _record(raw).get("tasks") or ():
+                claims[task_id] = max(claims.get(task_id, before[1]), before[1])
+        return claims, dead
+
+    def _sweep_orphans(self, leases: dict, claims: dict[str, float], now: float) -> int:
+        """Requeue a delivered task that no lease claims and no worker record has claimed, while
+        changing, for the lease time: its worker died before starting it, or while it waited for
+        a pool process or its retry time (``eta``)."""
+        leased = {_attempt(json.loads(raw)) for raw in leases.values()}
         entries = self.client.hgetall(self.unacked)
         self.orphans = {t: s for t, s in self.orphans.items() if t in entries}
         requeued = 0
         for tag, entry in entries.items():
             payload = _payload(entry)
             headers = (payload or {}).get("headers") or {}
-            if headers.get("task") != self.task_name or headers.get("id") in leased or headers.get("eta"):
+            if headers.get("task") != self.task_name or _attempt(headers) in leased:
                 self.orphans.pop(tag, None)
                 continue
             before = self.orphans.get(tag)
             if before is None or before[0] != entry:
-                self.orphans[tag] = (entry, now)
-            elif now - before[1] >= self.lease_s:
+                self.orphans[tag] = before = (entry, now)
+            if now - max(before[1], claims.get(headers.get("id"), before[1])) >= self.lease_s:
                 del self.orphans[tag]
                 if self._requeue(b"", b"", tag, entry, payload, None):
                     requeued += 1
-                    log.warning("%s: taken by a worker that never started it (dead?); sent it back to the "
+                    log.warning("%s: held by a worker that is gone (dead?) before it ran it; sent it back to the "
                                 "queue", _describe(payload))
         return requeued
 
-    def _unacked_entry(self, task_id: str) -> tuple[bytes, bytes, dict] | None:
+    def recover_lost(self, pause_s: float = 1.0) -> int:
+        """Send again the tasks sent and not ended that are neither queued nor delivered: Redis
+        pops a task before kombu records it as delivered, and a worker killed in between took it.
+        Read twice, ``pause_s`` apart (a live worker holds a task there only for an instant)."""
+        listed = set(self.client.hkeys(TASKS_KEY))
+        if not listed:
+            return 0
+        lost = listed - self._broker_ids()
+        if lost:
+            time.sleep(pause_s)
+            lost -= self._broker_ids()
+            lost &= set(self.client.hkeys(TASKS_KEY))
+        sent = 0
+        for task_id in sorted(lost):
+            raw = self.client.hget(TASKS_KEY, task_id)
+            if raw is None:
+                continue
+            rec = json.loads(raw)
+            self.resend(task_id.decode(), rec)
+            sent += 1
+            log.warning("%s: taken from the queue by a worker that died before recording it; sent it again",
+                        _describe_args(rec.get("args")) or f"task {task_id.decode()}")
+        return sent
+
+    def _broker_ids(self) -> set[bytes]:
+        """Ids of the tasks queued (read in pages from the newest: pops only shorten the tail) or delivered."""
+        ids: set[bytes] = set()
+        for key in [self.queue] + [f"{self.queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS[1:]]:
+            start = 0
+            while True:
+                page = self.client.lrange(key, start, start + 999)
+                ids.update(_task_id(m) for m in page)
+                if len(page) < 1000:
+                    break
+                start += 1000
+        ids.update(_task_id(e, delivered=True) for e in self.client.hvals(self.unacked))
+        return ids
+
+    def _unacked_entry(self, rec: dict) -> tuple[bytes, bytes, dict] | None:
+        """The delivery of the lease's own attempt (a retry is another message, with the same id)."""
         for tag, entry in self.client.hgetall(self.unacked).items():
             payload = _payload(entry)
-            if payload and (payload.get("headers") or {}).get("id") == task_id:
+            if payload and _attempt(payload.get("headers") or {}) == _attempt(rec):
                 return tag, entry, payload
         return None
 
     def reclaim(self, token: bytes, raw: bytes, leases: dict | None = None) -> int:
         """Drop an expired lease and put its task back at the head of its queue (1 if it was)."""
         rec = json.loads(raw)
-        found = self._unacked_entry(rec.get("task_id"))
+        found = self._unacked_entry(rec)
         if found is None or _held_by_another(rec["task_id"], token, leases or {}):
             # acknowledged, or requeued by Celery (a pool process died) and maybe running elsewhere
             self.client.eval(DROP, 1, LEASES_KEY, token, raw)
@@ -254,6 +385,52 @@ def _payload(entry: bytes) -> dict | None:
         return payload if isinstance(payload, dict) else None
     except (ValueError, IndexError, KeyError, TypeError):
         return None
+
+
+def _attempt(rec: dict) -> tuple[str | None, int]:
+    """(task id, retries) of a lease or of a task message's headers: one delivery attempt."""
+    try:
+        return rec.get("task_id") or rec.get("id"), int(rec.get("retries") or 0)
+    except (TypeError, ValueError):
+        return rec.get("task_id") or rec.get("id"), 0
+
+
+def _record(raw: bytes) -> dict:
+    try:
+        rec = json.loads(raw)
+        return rec if isinstance(rec, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _task_id(raw: bytes, delivered: bool = False) -> bytes:
+    """The task id of a queued message (or of an unacknowledged entry: [message, exchange, key])."""
+    try:
+        msg = json.loads(raw)
+        return str(((msg[0] if delivered else msg).get("headers") or {}).get("id")).encode()
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
+        return b""
+
+
+def _describe_args(args) -> str | None:
+    try:
+        spec = args[0]
+        return f"{spec['path']} [{spec['start']:.0f}-{spec['end']:.0f}s]"
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+
+
+_resend_apps: dict[tuple[int, str], Any] = {}
+
+
+def _resend(task_id: str, rec: dict) -> None:
+    """Publish a listed task again, under its own id (its chunk is skipped if it is done by then)."""
+    from vidsearch.ingest.celery import broker_url, make_celery
+
+    key = (os.getpid(), broker_url())
+    if key not in _resend_apps:
+        _resend_apps[key] = make_celery(key[1], client=True)
+    _resend_apps[key].send_task(TASK_NAME, args=rec["args"], task_id=task_id, queue=rec.get("queue") or QUEUE)
 
 
 def _describe(payload: dict) -> str:
@@ -296,7 +473,8 @@ def _reap_forever(reaper: Reaper, interval: float) -> None:
                 log.info("lease reaper: broker reachable again")
             away = False
         except Exception as e:  # noqa: BLE001 - broker away: Celery reports it; look again later
-            reaper.seen.clear()  # after an outage every lease gets a full period to be renewed
+            # after an outage every lease and worker record gets a full period to be renewed
+            reaper.seen.clear(), reaper.workers.clear(), reaper.orphans.clear()
             if not away:
                 log.info("lease reaper paused: %s: %s", type(e).__name__, e)
             away = True
@@ -305,8 +483,7 @@ def _reap_forever(reaper: Reaper, interval: float) -> None:
 _reaper_pid: int | None = None
 
 
-def start_reaper(unacked: str = "unacked", unacked_index: str = "unacked_index",
-                 task_name: str = "vidsearch.embed_chunk") -> bool:
+def start_reaper(unacked: str = "unacked", unacked_index: str = "unacked_index", task_name: str = TASK_NAME) -> bool:
     """Start this process's reaper thread (once per process; not when the broker is not Redis)."""
     global _reaper_pid
     client = redis_client()
@@ -320,10 +497,9 @@ def start_reaper(unacked: str = "unacked", unacked_index: str = "unacked_index",
 
 def attach(app) -> None:
     """Run a reaper in every process that runs tasks: each prefork child (a thread in the pool's
-    parent would be copied into every fork), else the worker's own process."""
+    parent would be copied into every fork), else the worker's own process; and keep the
+    worker's record (:class:`Holder`) from its main process, from before it takes a task."""
     from celery import signals
-
-    from vidsearch.ingest.celery import TASK_NAME
 
     opts = app.conf.broker_transport_options or {}
     keys = (opts.get("unacked_key", "unacked"), opts.get("unacked_index_key", "unacked_index"), TASK_NAME)
@@ -331,12 +507,22 @@ def attach(app) -> None:
     def in_child(**_: Any) -> None:
         start_reaper(*keys)
 
+    holders: list[Holder] = []
+
     def in_worker(sender=None, **_: Any) -> None:
+        client = redis_client()
+        if client is not None and getattr(sender, "hostname", None):
+            holders.append(Holder(client, sender.hostname, renew_seconds()).start())
         if "prefork" not in type(getattr(sender, "pool", None)).__module__:
             start_reaper(*keys)
 
+    def at_shutdown(**_: Any) -> None:
+        for holder in holders:
+            holder.stop()
+
     signals.worker_process_init.connect(in_child, weak=False)
     signals.worker_ready.connect(in_worker, weak=False)
+    signals.worker_shutdown.connect(at_shutdown, weak=False)
 
 
 # -- what `vidsearch status` shows ----------------------------------------------------------------
