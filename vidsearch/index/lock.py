@@ -28,6 +28,16 @@ def holder(root: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _holder_soon(root: Path, wait_s: float = 1.0) -> dict:
+    """:func:`holder`, given a holder that has just taken the lock a moment to write who it is."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        info = holder(root)
+        if info.get("pid") or time.monotonic() > deadline:
+            return info
+        time.sleep(0.02)
+
+
 def describe(info: dict) -> str:
     if not info.get("pid"):
         return "another process"
@@ -51,12 +61,13 @@ def writer_lock(root: str | os.PathLike, what: str = "ingest") -> Iterator[None]
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexUnusableError(f"{root} is being written by {describe(holder(root))}: wait for it to finish "
+            raise IndexUnusableError(f"{root} is being written by {describe(_holder_soon(root))}: wait for it to finish "
                               "(queries and status work meanwhile), or stop it and run this again") from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "what": what}
         with contextlib.suppress(OSError):  # who holds it is a courtesy (a full disk may refuse it)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
+            data = json.dumps(info).encode()
+            os.pwrite(fd, data, 0)  # then cut to length: the file is never empty while a holder has it
+            os.ftruncate(fd, len(data))
         try:
             yield
         finally:
