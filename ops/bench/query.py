@@ -224,7 +224,7 @@ def _write_direct(store, info, args, per_video: int, frames) -> None:
     with M._RowWriter(paths, (0, 0, 0)) as out:
         for v in range(args.videos):
             vid = f"{v:064x}"
-            out.add(frames(v).astype(np.float16), np.arange(per_video, dtype=np.float64), v)
+            out.add(frames(v).astype(np.float16), np.arange(per_video, dtype=np.float64), v, np.zeros(per_video, np.int16))
             table[f"{vid[:2]}/{vid}/0-{per_video}"] = [v * per_video, per_video, 0, 0, 0.0, v]
             if v % 500 == 499:
                 log(f"  wrote {v + 1}/{args.videos} videos ({(v + 1) * per_video / (time.perf_counter() - t0):,.0f} frames/s)")
