@@ -156,6 +156,16 @@ def _gain(t: float, duration: float, drift: float, steps: Sequence[tuple[float, 
     return g
 
 
+def _camera_stream(out, w: int, h: int, fps: int, crf: int, gop_s: float):
+    """An H.264 stream encoded as a camera would (:data:`CAMERA_X264`, a keyframe every ``gop_s``)."""
+    stream = out.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    stream.gop_size = max(1, round(gop_s * fps))
+    stream.options = {**CAMERA_X264, "crf": str(crf)}
+    stream.time_base = fractions.Fraction(1, fps)
+    return stream
+
+
 def make_cctv(
     path: str | Path,
     duration: float = 60.0,
@@ -196,11 +206,7 @@ def make_cctv(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.gop_size = max(1, round(gop_s * fps))
-        stream.options = {**CAMERA_X264, "crf": str(crf)}
-        stream.time_base = fractions.Fraction(1, fps)
+        stream = _camera_stream(out, w, h, fps, crf, gop_s)
         for i in range(int(round(duration * fps))):
             t = i / fps
             off = _pan_offset(t, pan, w, span)
