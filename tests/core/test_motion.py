@@ -111,6 +111,7 @@ def test_gate_validation_and_reuse_sources():
     emb = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
     assert M.expand(emb, [True, False, True, False, False]).tolist() == [[1, 0], [1, 0], [0, 1], [0, 1], [0, 1]]
     assert M.expand(emb[:0], []).shape == (0, 2)
+    assert M.expand(emb, [True, False], per=2).tolist() == [[1, 0], [0, 1], [1, 0], [0, 1]]  # a frame's region rows
     with pytest.raises(ValueError, match="2 embeddings for 1 embedded frames"):
         M.expand(emb, [True, False])
     gate = M.MotionGate(max_reuse_s=10.0)

@@ -200,12 +200,16 @@ def reuse_sources(embed: Iterable[bool]) -> np.ndarray:
     return np.maximum.accumulate(idx) if len(idx) else idx.astype(np.intp)
 
 
-def expand(embedded: np.ndarray, embed: Iterable[bool]) -> np.ndarray:
+def expand(embedded: np.ndarray, embed: Iterable[bool], per: int = 1) -> np.ndarray:
     """Rows for every sampled frame from the rows of the embedded ones (in order): each frame
-    carries the embedding of the last embedded frame at or before it."""
+    carries the embedding of the last embedded frame at or before it. ``per``: rows per frame
+    (with regions, a frame's consecutive region rows)."""
     flags = np.asarray(list(embed), dtype=bool)
     if len(flags) and not flags[0]:
         raise ValueError("the first sampled frame must be embedded")
-    if int(flags.sum()) != len(embedded):
-        raise ValueError(f"{len(embedded)} embeddings for {int(flags.sum())} embedded frames")
-    return embedded[np.cumsum(flags) - 1] if len(flags) else embedded[:0]
+    if int(flags.sum()) * per != len(embedded):
+        raise ValueError(f"{len(embedded)} embeddings for {int(flags.sum())} embedded frames x {per}")
+    if not len(flags):
+        return embedded[:0]
+    ordinal = np.cumsum(flags) - 1  # each frame's source, as the how-manieth embedded frame
+    return embedded[(ordinal[:, None] * per + np.arange(per)).ravel()]

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from vidsearch.core.coverage import chunk_coverage
-from vidsearch.core.motion import MotionGate, reuse_period, reuse_sources
+from vidsearch.core.motion import MotionGate, expand, reuse_period, reuse_sources
 from vidsearch.core.plan import ChunkSpec, Sampling, plan_video
 from vidsearch.core.preprocess import center_crop, to_tensor
 from vidsearch.core.regions import count, layout
@@ -111,9 +111,7 @@ def spread(pts: np.ndarray, embed: np.ndarray, emb: np.ndarray, per: int = 1) ->
     if not len(pts):
         return Embedded(pts, pts.copy(), emb[:0], 0)
     src = reuse_sources(embed)  # the frame whose embedding each frame carries
-    ordinal = np.cumsum(embed) - 1  # ... as the how-manieth embedded frame
-    rows = (ordinal[:, None] * per + np.arange(per)).ravel()
-    return Embedded(np.repeat(pts, per), np.repeat(pts[src], per), emb[rows], int(embed.sum()))
+    return Embedded(np.repeat(pts, per), np.repeat(pts[src], per), expand(emb, embed, per), int(embed.sum()))
 
 
 def start_decoding(spec: ChunkSpec, info: ModelInfo, batch_size: int = 32) -> Prefetch:
