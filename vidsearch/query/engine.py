@@ -331,45 +331,44 @@ def select_frames(
     regions): the selection as row runs too, per-row arrays only when asked for.
     """
     facts = video_facts(store)
-    paths, durations = facts.paths, facts.durations
     created = {v: parse_creation_time(c) for v, c in facts.created.items()}
     after, before = parse_when(after), parse_when(before)
+
+    def rows_in_window(when: _dt.datetime, g: np.ndarray) -> np.ndarray | None:
+        mask = recorded_mask(when, index.pts[g], after, before)
+        return g[mask] if mask.any() else None
+
+    def runs_in_window(when: _dt.datetime, r: list) -> list | None:
+        # each run's window found by bisecting its frame times: a few pages read, not every frame time
+        windows = [(r0, recorded_window(when, index.pts[r0 : r0 + n], after, before)) for r0, n in r]
+        return [(r0 + lo, hi - lo) for r0, (lo, hi) in windows if hi > lo] or None
+
     if runs:
-        return _select_runs(index, facts, created, video_glob, after, before)
-    groups = index.rows_by_video()
-    if video_glob:
-        groups = {c: g for c, g in groups.items() if _glob_match(paths.get(index.videos[c], ""), video_glob)}
-    skipped = 0
-    if after is not None or before is not None:
-        kept = {}
-        for c, g in groups.items():
-            mask = recorded_mask(created.get(index.videos[c]), index.pts[g], after, before)
-            if mask is None:
-                skipped += 1
-            elif mask.any():
-                kept[c] = g[mask]
-        groups = kept
-    return FrameSelection(groups, paths, durations, created, skipped)
+        kept, skipped = _filter_videos(index, index.video_runs(), facts.paths, created, video_glob, after, before,
+                                       runs_in_window)
+        return FrameSelection(None, facts.paths, facts.durations, created, skipped, rows=stages.RowSelection(kept))
+    kept, skipped = _filter_videos(index, index.rows_by_video(), facts.paths, created, video_glob, after, before,
+                                   rows_in_window)
+    return FrameSelection(kept, facts.paths, facts.durations, created, skipped)
 
 
-def _select_runs(index: FrameIndex, facts: VideoFacts, created: dict, video_glob, after, before) -> FrameSelection:
-    """:func:`select_frames` as row runs; a time window is found by bisecting each run's frame times
-    (a few pages of them read, not every frame time of the index)."""
-    runs = index.video_runs()
+def _filter_videos(index: FrameIndex, rows: dict, paths: dict, created: dict, video_glob, after, before,
+                   in_window) -> tuple[dict, int]:
+    """``rows`` (video code -> its rows, as indices or runs) of the videos whose path matches
+    ``video_glob``, cut to ``[after, before)`` by ``in_window(creation time, rows)`` (None: none
+    left); and how many videos were left out for carrying no creation time."""
     if video_glob:
-        runs = {c: r for c, r in runs.items() if _glob_match(facts.paths.get(index.videos[c], ""), video_glob)}
-    skipped = 0
-    if after is not None or before is not None:
-        kept = {}
-        for c, r in runs.items():
-            when = created.get(index.videos[c])
-            if when is None:
-                skipped += 1
-                continue
-            windows = [(r0, recorded_window(when, index.pts[r0 : r0 + n], after, before)) for r0, n in r]
-            kept[c] = [(r0 + lo, hi - lo) for r0, (lo, hi) in windows if hi > lo]
-        runs = {c: r for c, r in kept.items() if r}
-    return FrameSelection(None, facts.paths, facts.durations, created, skipped, rows=stages.RowSelection(runs))
+        rows = {c: g for c, g in rows.items() if _glob_match(paths.get(index.videos[c], ""), video_glob)}
+    if after is None and before is None:
+        return rows, 0
+    kept, skipped = {}, 0
+    for c, g in rows.items():
+        when = created.get(index.videos[c])
+        if when is None:
+            skipped += 1
+        elif (cut := in_window(when, g)) is not None:
+            kept[c] = cut
+    return kept, skipped
 
 
 @dataclasses.dataclass
