@@ -413,6 +413,7 @@ def _task_id(raw: bytes, delivered: bool = False) -> bytes:
 
 
 def _describe_args(args) -> str | None:
+    """``path [start-end s]`` of a task's arguments (None when they cannot be read)."""
     try:
         spec = args[0]
         return f"{spec['path']} [{spec['start']:.0f}-{spec['end']:.0f}s]"
@@ -436,10 +437,10 @@ def _resend(task_id: str, rec: dict) -> None:
 def _describe(payload: dict) -> str:
     """``path [start-end s]`` of a task message (its id when the body cannot be read)."""
     try:
-        spec = json.loads(base64.b64decode(payload["body"]))[0][0]
-        return f"{spec['path']} [{spec['start']:.0f}-{spec['end']:.0f}s]"
+        args = json.loads(base64.b64decode(payload["body"]))[0]
     except Exception:  # noqa: BLE001 - only for the log line
-        return f"task {(payload.get('headers') or {}).get('id')}"
+        args = None
+    return _describe_args(args) or f"task {(payload.get('headers') or {}).get('id')}"
 
 
 def _held_by_another(task_id: str, token: bytes, leases: dict) -> bool:
