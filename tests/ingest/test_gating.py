@@ -87,6 +87,14 @@ def test_gated_ingest_answers_as_ungated(home, colour, runner, cam, tmp_path):
     assert all(m["gate"]["max_reuse_s"] == 60 and m["gate"]["threshold"] == 0.06 for m in markers)
     off_markers = [json.loads(m.read_text()) for m in (tmp_path / "off" / "shards").rglob("*.done")]
     assert {m["motion"] for m in off_markers} == {"off"} and not any("gate" in m for m in off_markers)
+    # status shows the share that went through the encoder (the catalog keeps it per chunk)
+    st = json.loads(run_cli(runner, "--index", tmp_path / "auto", "status", "--json").stdout)
+    assert [(m["frames"], m["embedded"]) for m in st["models"]] == [(180, auto["frames_embedded"])]
+    line = f"180 frames, {auto['frames_embedded']} through the image encoder"
+    assert line in run_cli(runner, "--index", tmp_path / "auto", "status").stdout
+    st_off = json.loads(run_cli(runner, "--index", tmp_path / "off", "status", "--json").stdout)
+    assert [(m["frames"], m["embedded"]) for m in st_off["models"]] == [(180, 180)]
+    assert "through the image encoder" not in run_cli(runner, "--index", tmp_path / "off", "status").stdout
 
 
 def test_where_everything_changes_every_frame_is_embedded(home, colour, runner, archive, tmp_path):

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from vidsearch.models import providers as P
 from vidsearch.models.encoder import Encoder
 from vidsearch.errors import ModelError
-from vidsearch.models.contract import IMAGE_INPUT
+from vidsearch.models.contract import IMAGE_FILE, IMAGE_INPUT, TEXT_FILE
 from vidsearch.demo.models import tiny_random_model
 from vidsearch.settings import write_config
 
@@ -393,3 +393,16 @@ def test_doctor_explicit_provider_that_does_not_work(tiny8):
     assert res.exit_code == 1
     d = json.loads(res.stdout)
     assert d["providers"]["choice"] == "cuda" and "cuda does not work here" in d["providers"]["error"]
+
+
+def test_image_session_threads_sleep_between_batches(tiny8):
+    """The image tower's idle ONNX Runtime threads must not spin: an ingest's decoder needs the
+    cores between batches. The text tower (one short run per query) keeps the default."""
+    enc = Encoder(tiny8, providers="cpu")
+    enc.encode_images(np.zeros((1, 3, tiny8.image_size, tiny8.image_size), np.float32))
+    enc.encode_texts(["a red car"])
+    image = enc._session(IMAGE_FILE).get_session_options()
+    text = enc._session(TEXT_FILE).get_session_options()
+    assert image.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # not set: the default
+        text.get_session_config_entry("session.intra_op.allow_spinning")

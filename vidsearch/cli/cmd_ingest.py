@@ -13,7 +13,7 @@ from vidsearch.ingest.local import LocalBackend
 from vidsearch.ingest.pipeline import ingest
 from vidsearch.ingest.plan import IngestOptions
 from .base import cli, echo_json, escape_line, handle_errors, json_option, pass_ctx
-from .common import load_encoder, model_option, providers_option, semantics_warning
+from .common import gating_note, load_encoder, model_option, providers_option, semantics_warning
 
 
 def make_progress(quiet: bool):
@@ -118,10 +118,9 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, regions, chunk_s, b
 
 
 def _embedded(report) -> str:
-    """`` (137 through the encoder, 11.4 %)`` when motion gating let some frames reuse an embedding."""
-    if not report.frames or report.frames_embedded >= report.frames:
-        return ""
-    return f" ({report.frames_embedded} through the encoder, {report.frames_embedded / report.frames:.1%}: motion gating)"
+    """`` (137 through the image encoder, 11.4 %: motion gating)`` when some frames reuse an embedding."""
+    note = gating_note(report.frames, report.frames_embedded)
+    return f" ({note})" if note else ""
 
 
 def _summarise(report, *, as_json: bool, ocr: bool, tags: bool) -> None:

@@ -34,3 +34,11 @@ def semantics_warning(info: ModelInfo) -> None:
         click.echo(f"warning: model {info.name} has random weights; its scores mean nothing (plumbing test only)", err=True)
     elif info.semantics == "colours":
         click.echo(f"note: {info.name} is the demo model; it understands only colour words, it is not CLIP", err=True)
+
+
+def gating_note(frames: int, embedded: int | None) -> str:
+    """``137 through the image encoder, 11.4 %: motion gating`` when some of ``frames`` reuse an
+    embedding (docs/motion.md); empty otherwise."""
+    if not frames or embedded is None or embedded >= frames:
+        return ""
+    return f"{embedded} through the image encoder, {embedded / frames:.1%}: motion gating"

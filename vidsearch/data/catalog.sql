@@ -48,3 +48,6 @@ CREATE TABLE IF NOT EXISTS models (
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS covered_s DOUBLE;
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS missing_s DOUBLE;
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS missing VARCHAR;
+-- Added with motion gating: of a done chunk's frames, how many went through the image encoder
+-- (the rest reuse an embedding, docs/motion.md); NULL for chunks recorded before it (or `status --rebuild`).
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS embedded INTEGER;

@@ -66,10 +66,11 @@ CHUNK_COUNT = "SELECT count(*) FROM chunks"
 DELETE_CHUNK = "DELETE FROM chunks WHERE chunk_id = ?"
 REQUEUE_FAILED = "UPDATE chunks SET status = 'pending', error = NULL, updated_at = now() WHERE chunk_id = ? AND status = 'failed'"
 SYNC_CHUNKS = """INSERT OR REPLACE INTO chunks
-   (chunk_id, video_id, model_id, start_s, end_s, sampling, status, frames, shard, error, updated_at, covered_s, missing_s, missing)
+   (chunk_id, video_id, model_id, start_s, end_s, sampling, status, frames, shard, error, updated_at, covered_s, missing_s, missing,
+    embedded)
    SELECT chunk_id, video_id, model_id, start_s, end_s, sampling,
           CASE WHEN status = 'done' AND coalesce(missing_s, 0) > 0 THEN 'partial' ELSE status END,
-          frames::INTEGER, shard, error, now(), covered_s, missing_s, missing
+          frames::INTEGER, shard, error, now(), covered_s, missing_s, missing, embedded::INTEGER
    FROM _markers"""
 MODELS_NEWEST_FIRST = "SELECT model_id, dim FROM models ORDER BY last_used DESC"
 MODEL_ROW = "SELECT name, info FROM models WHERE model_id = ?"
@@ -84,7 +85,7 @@ CHUNKS_BY_STATUS = "SELECT status, count(*) FROM chunks GROUP BY status"
 FAILED_FILES = "SELECT path, error FROM files WHERE status = 'failed' ORDER BY path"
 FAILED_CHUNKS = """SELECT v.path, c.start_s, c.end_s, c.error FROM chunks c LEFT JOIN videos v USING (video_id)
    WHERE c.status = 'failed' ORDER BY v.path, c.start_s"""
-MODEL_FRAMES = """SELECT m.model_id, m.name, m.dim, sum(c.frames) FROM models m
+MODEL_FRAMES = """SELECT m.model_id, m.name, m.dim, sum(c.frames), sum(coalesce(c.embedded, c.frames)) FROM models m
    LEFT JOIN chunks c ON c.model_id = m.model_id AND c.status IN ('done', 'partial')
    GROUP BY ALL ORDER BY m.model_id"""
 PER_VIDEO = """SELECT v.path, v.duration,
@@ -97,7 +98,7 @@ PER_VIDEO = """SELECT v.path, v.duration,
 PARTIAL_CHUNKS = """SELECT v.path, c.model_id, c.start_s, c.end_s, c.covered_s, c.missing_s, c.missing
    FROM chunks c LEFT JOIN videos v USING (video_id) WHERE c.status = 'partial' ORDER BY v.path, c.model_id, c.start_s"""
 MARKER_COLUMNS = ("chunk_id", "video_id", "model_id", "start_s", "end_s", "sampling", "status", "frames", "shard", "error",
-                  "covered_s", "missing_s", "missing")
+                  "covered_s", "missing_s", "missing", "embedded")
 
 
 def _float_or_none(v) -> float | None:
@@ -408,7 +409,7 @@ class Catalog:
                 cid, r["video_id"], r["model_id"], float(r["start"]), float(r["end"]), r["sampling"],
                 kind, r.get("frames"), r.get("shard"), r.get("error"),
                 _float_or_none(r.get("covered_s")), _float_or_none(r.get("missing_s")),
-                json.dumps(r["missing"]) if r.get("missing") else None,
+                json.dumps(r["missing"]) if r.get("missing") else None, r.get("embedded"),
             )
         counts = {"done": 0, "failed": 0}
         if rows:
@@ -464,7 +465,9 @@ class Catalog:
             "hours": round(hours, 3),
             **frames,
             "chunks": {s: by_status.get(s, 0) for s in ("done", "pending", "failed", "partial")},
-            "models": [{"model_id": m, "name": n, "dim": d, "frames": f or 0} for m, n, d, f in q(MODEL_FRAMES).fetchall()],
+            # embedded: the frames that went through the image encoder (fewer with motion gating)
+            "models": [{"model_id": m, "name": n, "dim": d, "frames": f or 0, "embedded": e or 0}
+                       for m, n, d, f, e in q(MODEL_FRAMES).fetchall()],
             "failed_files": [{"path": p, "error": e} for p, e in q(FAILED_FILES).fetchall()],
             "failed_chunks": [{"path": p, "start": s, "end": e, "error": err} for p, s, e, err in q(FAILED_CHUNKS).fetchall()],
             "partial_chunks": [
