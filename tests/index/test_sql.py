@@ -88,6 +88,31 @@ def test_missing_model_is_said_plainly(cams, runner, home):
     assert res.exit_code != 0 and "not installed" in res.output
 
 
+def test_damaged_shard_is_named_with_what_to_do(cams, runner, home):
+    """A shard damaged on disk makes the views unreadable: one line naming it and the way out
+    (status --verify sets it aside; SQL then reads the rest); in-place damage the quick check cannot
+    see still gets the way out."""
+    shards = sorted((home / "index" / "shards").rglob("*.parquet"))
+    data = shards[0].read_bytes()
+    shards[0].write_bytes(data[: len(data) // 2])
+    res = run_cli(runner, "sql", "SELECT count(*) FROM frames", ok=False)
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1 and "Traceback" not in res.output
+    assert f"{shards[0]}: {len(data) // 2} bytes, the marker says {len(data)}" in lines[0]
+    assert "vidsearch status --verify" in lines[0]
+    shards[0].write_bytes(data)
+    assert sql(runner, "SELECT count(*) AS n FROM frames")[0]["n"] == 95  # the same bytes back: readable
+    run_cli(runner, "status", "--verify")  # nothing damaged now: nothing set aside
+    assert sql(runner, "SELECT count(*) AS n FROM frames")[0]["n"] == 95
+    shards[1].write_bytes(b"\0" * shards[1].stat().st_size)  # same size: only the full check sees it
+    res = run_cli(runner, "sql", "SELECT count(*) FROM frames", ok=False)
+    assert res.exit_code == 1 and "cannot be read" in res.output and "status --verify" in res.output
+    assert "DuckDB:" in res.output or str(shards[1]) in res.output
+    run_cli(runner, "status", "--verify", ok=False)
+    assert not shards[1].exists() and shards[1].with_name(shards[1].name + ".damaged").exists()
+    assert 0 < sql(runner, "SELECT count(*) AS n FROM frames")[0]["n"] < 95  # the rest reads again
+
+
 def test_documented_example_queries(cams, runner):
     hours = sql(runner, doc_example("hours-per-camera"))
     assert hours == [{"camera": "camA", "files": 2, "hours": 0.019}, {"camera": "camB", "files": 1, "hours": 0.007}]

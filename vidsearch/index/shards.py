@@ -274,12 +274,17 @@ class IndexStore:
         self.marker_path(spec).unlink(missing_ok=True)
         return error
 
-    def verify(self) -> Iterator[tuple[dict, str | None]]:
-        """``(done marker, problem or None)`` of every done chunk, its shard checked in full
-        (size, rows, SHA-256: see :func:`shard_problem`)."""
+    def verify(self, full: bool = True) -> Iterator[tuple[dict, str | None]]:
+        """``(done marker, problem or None)`` of every done chunk, its shard checked in full (size,
+        rows, SHA-256: see :func:`shard_problem`); ``full`` False: size and footer only (quick)."""
         for kind, rec in self.iter_records():
             if kind == "done":
-                yield rec, shard_problem(Path(rec["_dir"]) / rec.get("shard", ""), rec, full=True)
+                yield rec, shard_problem(self.done_shard(rec), rec, full=full)
+
+    @staticmethod
+    def done_shard(rec: dict) -> Path:
+        """The shard file a done marker (as :meth:`iter_records` reads it) names."""
+        return Path(rec["_dir"]) / rec.get("shard", "")
 
     def remove_chunk(self, spec: ChunkSpec) -> None:
         for p in (self.marker_path(spec), self.shard_path(spec), self.failed_path(spec)):

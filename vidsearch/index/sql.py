@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vidsearch.errors import first_line, ModelError, UserError, VidsearchError
+from vidsearch.errors import first_line, IndexUnusableError, ModelError, UserError, VidsearchError
 from vidsearch.models.contract import ModelInfo
 from vidsearch.models.installed import installed_model
 from vidsearch.index.catalog import frames_model_id, model_dim, sandboxed_connection
@@ -183,6 +183,8 @@ class SqlSession:
         except duckdb.Error as e:
             if self._udf_error is not None:
                 raise self._udf_error from None
+            if _damaged_shard(e, self.store):
+                raise IndexUnusableError(_damaged_message(e, self.store)) from None
             raise UserError(_duckdb_message(e, self.store.root)) from None
 
     def close(self) -> None:
@@ -267,6 +269,30 @@ def _duckdb_message(e: Exception, root: Path) -> str:
     if "read-only" in msg.lower():
         msg = msg[:400] + " (vidsearch sql opens the catalog read-only)"
     return msg[:500]
+
+
+#: DuckDB's words for a Parquet file whose bytes it cannot make sense of
+_DAMAGED_PARQUET = re.compile(r"TProtocolException|magic bytes|corrupt|invalid parquet", re.I)
+
+
+def _damaged_shard(e: Exception, store: IndexStore) -> bool:
+    """Did reading a shard fail (a damaged file under a view), rather than the query itself?"""
+    import duckdb
+
+    if isinstance(e, duckdb.PermissionException):
+        return False
+    msg = str(e)
+    return bool(_DAMAGED_PARQUET.search(msg)) or (str(store.shards_root) in msg and ".parquet" in msg)
+
+
+def _damaged_message(e: Exception, store: IndexStore) -> str:
+    """One line for a shard the views cannot read: which shards a quick check (size, footer) finds
+    damaged, and what to do (``status --verify`` sets them aside; the next ingest redoes them)."""
+    said = " ".join(str(e).split())[:200]
+    bad = [(store.done_shard(rec), problem) for rec, problem in store.verify(full=False) if problem]
+    where = (f"{bad[0][0]}: {bad[0][1]}" + (f"; {len(bad) - 1} more" if len(bad) > 1 else "")) if bad else f"DuckDB: {said}"
+    return (f"a shard of the index cannot be read ({where}): run `vidsearch status --verify` to set damaged "
+            "shards aside (queries then leave them out), then `vidsearch ingest` the same files to redo them")
 
 
 def _stream_parquet(rel, path: Path, limit: int | None) -> int:
