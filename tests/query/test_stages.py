@@ -78,10 +78,15 @@ def small_stages(monkeypatch):
     monkeypatch.setattr(stages, "CANDIDATES", 64)
     monkeypatch.setattr(stages, "COARSE_CANDIDATES", 64)
     monkeypatch.setattr(stages, "SAMPLE_ROWS", 256)
+    monkeypatch.setattr(stages, "VIDEO_SAMPLE_ROWS", 64)
 
 
 def ranges_of(result):
     return [(r.video_id, r.start, r.end, r.peak_time, round(r.peak_score, 4), r.frames) for r in result.ranges]
+
+
+def weak_of(result):
+    return [(r.video_id, r.start, r.weak) for r in result.ranges]
 
 
 def build_coarse(store, model_id):
@@ -98,6 +103,7 @@ def test_flat_path_finds_the_ranges_of_the_full_scan(world, small_stages):
         flat = search_vector(store, index, q, label="q", top=20, search="flat")
         assert flat.search == "flat" and full.search == "full"
         assert ranges_of(flat) == ranges_of(full)  # same threshold (exact median below the sample size), same ranges
+        assert weak_of(flat) == weak_of(full) and all(w is not None for *_, w in weak_of(flat))
     planted = search_vector(store, index, qs[0], label="q", top=2, search="flat").ranges
     assert {(r.video_id[-1], int(r.start)) for r in planted} == {("1", 100), ("4", 400)}
 
@@ -125,6 +131,24 @@ def test_two_stage_finds_the_planted_targets_and_rescores_exactly(world, small_s
         # the planted ranges come back whole: same video, start, end, peak (the threshold is within the sample's error)
         assert [x[:4] for x in ranges_of(two)] == [x[:4] for x in ranges_of(full)]
         assert abs(two.threshold - full.threshold) < 0.02
+
+
+def test_staged_paths_say_which_ranges_are_weak(world, small_stages):
+    """The weak rule holds on every path: a planted target stands out, a query nothing matches
+    (a random direction) and a scene every camera shows do not; the staged paths estimate the
+    baselines from samples (the archive's, and a spread of each ranked video's rows)."""
+    store, info, qs, _ = world
+    build_coarse(store, info.model_id)
+    index = load_frame_index(store, info.model_id)
+    nothing = unit(np.random.default_rng(99).standard_normal(DIM))
+    for q, weak in ((qs[0], False), (qs[1], False), (qs[2], True), (nothing, True)):
+        for path in ("full", "flat", "two-stage"):
+            got = search_vector(store, index, q, label="q", top=5, search=path)
+            assert got.ranges and all(r.weak is weak for r in got.ranges), (path, weak_of(got))
+            assert all(("weak" in r.to_dict()) for r in got.ranges)
+    for kw in FILTERS:  # the selection's rows only
+        full, flat = (search_vector(store, index, qs[0], label="q", top=5, search=p, **kw) for p in ("full", "flat"))
+        assert weak_of(flat) == weak_of(full), kw
 
 
 def test_two_stage_scans_rows_appended_since_the_coarse_stage_exactly(world, small_stages):
@@ -155,6 +179,7 @@ def test_auto_path_switches_and_json_says_which(world, small_stages, monkeypatch
     out = json.loads(run_cli(runner, *args).stdout)
     assert out["search"] == "full"  # a small index: every frame scored
     monkeypatch.setattr(stages, "SAMPLE_ROWS", 256)
+    monkeypatch.setattr(stages, "VIDEO_SAMPLE_ROWS", 64)
     assert json.loads(run_cli(runner, *args).stdout)["search"] == "flat"  # bigger: the fused scan
     monkeypatch.setattr(coarse, "MIN_ROWS", 1000)
     build_coarse(store, info.model_id)

@@ -232,7 +232,12 @@ def mark_weak(ranges: Iterable[TimeRange], all_scores: np.ndarray, video_scores:
     ranges = list(ranges)
     if not ranges:
         return
-    archive = score_baseline(all_scores)
     own = {vid: score_baseline(video_scores[vid]) for vid in {r.video_id for r in ranges} if vid in video_scores}
+    mark_weak_by(ranges, score_baseline(all_scores), own)
+
+
+def mark_weak_by(ranges: Iterable[TimeRange], archive: tuple[float, float], own: dict[str, tuple[float, float]]) -> None:
+    """:func:`mark_weak` from baselines (:func:`score_baseline`) already estimated: ``archive`` of
+    every frame searched, ``own`` per video_id (a search that never scores every frame samples them)."""
     for r in ranges:
         r.weak = not (stands_out(r.peak_score, archive) or (r.video_id in own and stands_out(r.peak_score, own[r.video_id])))

@@ -125,11 +125,11 @@ def _staged_search(store, index, scorer, path, *, label, semantics, top, min_sco
     first = _first_stage(index, path)
     facts = sel if sel is not None else video_facts(store)
     rows = sel.rows if sel is not None else None
-    k, median = first.k, None
+    k, baseline = first.k, None
     while True:
-        cand = first.candidates(index, first.stage, scorer, k, median, rows)
-        median = cand.median
-        threshold = stages.threshold_of(cand.best, median, min_score) if len(cand.scores) else float("inf")
+        cand = first.candidates(index, first.stage, scorer, k, baseline, rows)
+        baseline = cand.baseline
+        threshold = stages.threshold_of(cand.best, cand.median, min_score) if len(cand.scores) else float("inf")
         found = stages.candidate_ranges(index, cand, scorer, threshold, durations=facts.durations, smooth_s=smooth_s,
                                         top=top, sel=rows)
         ranked = rank(found, top)
@@ -137,6 +137,7 @@ def _staged_search(store, index, scorer, path, *, label, semantics, top, min_sco
         if done or k >= first.max_k:
             break
         k *= 4
+    stages.mark_weak(index, ranked, cand, scorer, rows)
     for r in ranked:
         r.path = facts.paths.get(r.video_id)
     return QueryResult(query=label, model_id=index.model_id, semantics=semantics, threshold=threshold,

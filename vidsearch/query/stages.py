@@ -33,7 +33,7 @@ import heapq
 import numpy as np
 
 from vidsearch.core.clip import contrast_scores
-from vidsearch.core.ranges import TimeRange, sample_step, video_ranges
+from vidsearch.core.ranges import TimeRange, mark_weak_by, sample_step, score_baseline, video_ranges
 from vidsearch.core.ranges import median as median_of
 from vidsearch.index.frames import FrameIndex
 from vidsearch.index.matrix import matmul
@@ -44,6 +44,9 @@ SAMPLE_ROWS = 8_192
 CANDIDATES = 16_384
 COARSE_CANDIDATES = 8_192
 MAX_COARSE_CANDIDATES = 131_072
+#: rows of each ranked range's video whose scores estimate its own baseline for the weak rule
+#: (an even spread: median and MAD to a few percent, ~10k rows read for 20 videos)
+VIDEO_SAMPLE_ROWS = 512
 #: how far above its k-th approximate score a row the coarse stage left out may score (PQ error)
 COARSE_MARGIN = 0.02
 #: scores within this of the threshold count as possible hits (faiss and ONNX Runtime sum in different orders)
@@ -62,6 +65,9 @@ class Candidates:
     #: whether ``floor`` is a proven bound (the flat scan's exact k-th score); the coarse stage's
     #: margin is an estimate of its quantisation error, not a bound
     proven: bool = True
+    #: (median, robust spread) of the sampled scores (:func:`vidsearch.core.ranges.score_baseline`):
+    #: ``median`` again, and what the weak rule measures a peak against
+    baseline: tuple[float, float] = (0.0, 0.0)
 
     @property
     def best(self) -> float:
@@ -173,9 +179,14 @@ class RowSelection:
         return [(a, b - a) for a, b in out]
 
 
-def _median(index: FrameIndex, scorer: Scorer, sel: RowSelection | None) -> float:
+def _baseline(scores: np.ndarray) -> tuple[float, float]:
+    """(median, robust spread) of sampled scores; the median as the threshold has always taken it."""
+    return (median_of(scores), score_baseline(scores)[1]) if len(scores) else (0.0, 0.0)
+
+
+def _sampled(index: FrameIndex, scorer: Scorer, sel: RowSelection | None) -> tuple[float, float]:
     rows = sel.spread(SAMPLE_ROWS) if sel is not None else _spread(len(index), SAMPLE_ROWS)
-    return median_of(scorer.rows(index, rows)) if len(rows) else 0.0
+    return _baseline(scorer.rows(index, rows))
 
 
 def _selected(cand: Candidates, sel: RowSelection | None) -> Candidates:
@@ -185,31 +196,50 @@ def _selected(cand: Candidates, sel: RowSelection | None) -> Candidates:
     return cand
 
 
-def flat_candidates(index: FrameIndex, scan, scorer: Scorer, k: int, median: float | None = None,
+def flat_candidates(index: FrameIndex, scan, scorer: Scorer, k: int, baseline: tuple[float, float] | None = None,
                     sel: RowSelection | None = None) -> Candidates:
     """The ``k`` exactly best rows of the whole matrix (``scan``: a :class:`~vidsearch.index.flatscan.FlatScan`),
-    those of ``sel`` kept; with negative prompts rescored with them."""
-    if median is None:
-        median = _median(index, scorer, sel)
+    those of ``sel`` kept; with negative prompts rescored with them. ``baseline``: the sample's,
+    from an earlier round (None: sampled now)."""
+    if baseline is None:
+        baseline = _sampled(index, scorer, sel)
     cosines, rows = scan.search(scorer.query, k)
     floor = scorer.bound(float(cosines[-1])) if len(rows) == k and len(rows) < len(index) else float("-inf")
     scores = scorer.rows(index, rows) if scorer.negatives else cosines
-    return _selected(Candidates(rows, scores, median, "flat", floor), sel)
+    return _selected(Candidates(rows, scores, baseline[0], "flat", floor, baseline=baseline), sel)
 
 
-def coarse_candidates(index: FrameIndex, coarse, scorer: Scorer, k: int, median: float | None = None,
+def coarse_candidates(index: FrameIndex, coarse, scorer: Scorer, k: int, baseline: tuple[float, float] | None = None,
                       sel: RowSelection | None = None) -> Candidates:
     """The ``k`` rows the coarse stage ranks best, plus every row appended since it was built, scored exactly."""
-    if median is None:
-        median = (_median(index, scorer, sel) if sel is not None
-                  else median_of(scorer.vectors(coarse.sample)))
+    if baseline is None:
+        baseline = _sampled(index, scorer, sel) if sel is not None else _baseline(scorer.vectors(coarse.sample))
     tail_rows, tail_scores = _tail(index, coarse, scorer, sel)
     approx, rows = coarse.search(scorer.query, k)
     floor = scorer.bound(float(approx.min()) + COARSE_MARGIN) if len(approx) == k and k < coarse.rows else float("-inf")
     if sel is not None:
         rows = rows[sel.contains(rows)]
     rows, scores = np.concatenate([rows, tail_rows]), np.concatenate([scorer.rows(index, rows), tail_scores])
-    return Candidates(rows, scores, median, "two-stage", floor, proven=floor == float("-inf"))
+    return Candidates(rows, scores, baseline[0], "two-stage", floor, proven=floor == float("-inf"), baseline=baseline)
+
+
+def mark_weak(index: FrameIndex, ranges: list[TimeRange], cand: Candidates, scorer: Scorer,
+              sel: RowSelection | None = None) -> None:
+    """The weak rule (:func:`vidsearch.core.ranges.mark_weak`) without every score: the archive's
+    baseline is the sample's, each range's video's that of an even spread of its (selected) rows
+    (``VIDEO_SAMPLE_ROWS``), scored exactly."""
+    if not ranges:
+        return
+    runs = sel.runs if sel is not None else index.video_runs()
+    wanted = {r.video_id for r in ranges}
+    own = {}
+    for code, video_runs in runs.items():
+        vid = index.videos[code]
+        if vid in wanted:
+            mine = RowSelection({code: video_runs})
+            rows = mine.at(_spread(len(mine), VIDEO_SAMPLE_ROWS))
+            own[vid] = score_baseline(scorer.rows(index, rows))
+    mark_weak_by(ranges, cand.baseline, own)
 
 
 def settled(cand: Candidates, threshold: float, ranked: list[TimeRange], top: int | None) -> bool:
