@@ -272,14 +272,15 @@ def _duckdb_message(e: Exception, root: Path) -> str:
 
 
 #: DuckDB's words for a Parquet file whose bytes it cannot make sense of
-_DAMAGED_PARQUET = re.compile(r"TProtocolException|magic bytes|corrupt|invalid parquet", re.I)
+_DAMAGED_PARQUET = re.compile(r"TProtocolException|magic bytes|corrupt", re.I)
 
 
 def _damaged_shard(e: Exception, store: IndexStore) -> bool:
-    """Did reading a shard fail (a damaged file under a view), rather than the query itself?"""
+    """Did reading a shard fail (a damaged file under a view), rather than the query itself?
+    (Errors about the query's text, which they quote, or about a refused file are not that.)"""
     import duckdb
 
-    if isinstance(e, duckdb.PermissionException):
+    if isinstance(e, (duckdb.PermissionException, duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
         return False
     msg = str(e)
     return bool(_DAMAGED_PARQUET.search(msg)) or (str(store.shards_root) in msg and ".parquet" in msg)
