@@ -43,3 +43,34 @@ def test_old_index_answers_the_same(home, colour, runner, tmp_path):
     assert json.loads(rows)[0]["n"] == 285
     # reading an old index rewrites none of its shards or markers
     assert {k: v for k, v in _digest(index).items() if k.startswith("shards")} == shards_before
+
+
+def test_old_shards_read_beside_new_ones_in_sql(home, colour, runner, tmp_path):
+    """The frames view gives every row ``source_pts``, ``region`` and ``box``: an old shard's rows
+    the defaults (its own time, the whole frame); once gated chunks join them, each shard's own
+    values, in vidsearch sql and in the stock duckdb CLI."""
+    import shutil
+    import subprocess
+    import sys
+
+    from vidsearch.demo.cctv import make_cctv
+
+    index = _old_index(tmp_path)
+    cols = "SELECT count(*) AS n, count(*) FILTER (WHERE source_pts = pts) AS same, max(region) AS r, " \
+           "count(*) FILTER (WHERE box = [0.0, 0.0, 1.0, 1.0]::FLOAT[4]) AS whole FROM frames"
+    sql = lambda q: json.loads(run_cli(runner, "--index", index, "sql", q, "--json").stdout)  # noqa: E731
+    run_cli(runner, "--index", index, "status")  # a writer opens the catalog: its rows are re-read once
+    assert sql(cols) == [{"n": 285, "same": 285, "r": 0, "whole": 285}]
+    # a static camera, ingested now (gated): some rows carry an earlier frame's embedding
+    make_cctv(tmp_path / "new" / "still.mp4", 40.0, (160, 90), 5, subject=[(10.0, 20.0)], figure=0.6)
+    run_cli(runner, "--index", index, "ingest", tmp_path / "new", "--model", "demo-colours", "-q")
+    got = sql(cols)[0]
+    assert got["n"] == 325 and 285 < got["same"] < 325 and got["r"] == 0 and got["whole"] == 325
+    reused = sql("SELECT pts, source_pts FROM frames WHERE path LIKE '%still.mp4' AND source_pts < pts ORDER BY pts")
+    assert reused and all(r["source_pts"] < r["pts"] for r in reused)
+    exe = Path(sys.executable).parent / "duckdb"
+    exe = str(exe) if exe.exists() else shutil.which("duckdb")
+    out = subprocess.run([exe, "-readonly", "-json", str(index / "catalog.duckdb"), "-c", cols],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [got]

@@ -78,6 +78,8 @@ def test_gated_ingest_answers_as_ungated(home, colour, runner, cam, tmp_path):
     assert sorted(p for p, _ in got) == sorted(p for p, _ in _shard_rows(tmp_path / "off"))
     embedded = {k for k, (src, _) in got.items() if src == k[0]}
     assert len(embedded) == auto["frames_embedded"]
+    rows = json.loads(run_cli(runner, "--index", tmp_path / "auto", "sql", "SELECT pts, source_pts FROM frames", "--json").stdout)
+    assert {(r["pts"], 0): r["source_pts"] for r in rows} == {k: src for k, (src, _) in got.items()}  # SQL says it too
     for (p, r), (src, e) in got.items():
         assert src <= p and got[(src, r)][0] == src and np.array_equal(e, got[(src, r)][1])
         assert p - src <= 60 + 1  # the longest reuse: one period plus a sampling step

@@ -78,7 +78,13 @@ def test_changing_regions_replans_only_the_image_chunks_and_old_shards_still_rea
                                            "--chunk", "30", "-q", "--json", *a).stdout)
     assert ingest()["chunks_done"] == 3
     assert query(runner, index, "red")["ranges"][0]["start"] == CAST[0]  # a whole-frame index (no region columns)
+    sql = lambda q: json.loads(run_cli(runner, "--index", index, "sql", q, "--json").stdout)  # noqa: E731
+    per_region = "SELECT region, box, count(*) AS n FROM frames GROUP BY ALL ORDER BY region"
+    assert sql(per_region) == [{"region": 0, "box": [0.0, 0.0, 1.0, 1.0], "n": 70}]
     assert ingest("--regions", "3")["chunks_done"] == 3
+    regions = sql(per_region)  # the SQL view has each row's region and box too
+    assert [r["region"] for r in regions] == list(range(10)) and all(r["n"] == 70 for r in regions)
+    assert regions[0]["box"] == [0.0, 0.0, 1.0, 1.0] and regions[9]["box"] != regions[0]["box"]
     again = ingest("--regions", "3")
     assert again["chunks_done"] == 0 and again["chunks_skipped"] == 3
     top = query(runner, index, "red")["ranges"][0]

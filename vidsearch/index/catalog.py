@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from vidsearch.core.plan import ChunkSpec
 from vidsearch.errors import IndexUnusableError, UserError, first_line, storage_error
-from vidsearch.index.channel import AliasView, Channel, ShardView
+from vidsearch.index.channel import AliasView, Channel, Fill, ShardView
 from vidsearch.index.shards import SCHEMA_VERSION, IndexStore, model_slug
 
 #: An older storage format so that the stock `duckdb` CLI (1.x as well as 2.x) opens the catalog.
@@ -97,6 +97,14 @@ PER_VIDEO = """SELECT v.path, v.duration,
    FROM videos v JOIN chunks c USING (video_id) GROUP BY ALL ORDER BY v.path"""
 PARTIAL_CHUNKS = """SELECT v.path, c.model_id, c.start_s, c.end_s, c.covered_s, c.missing_s, c.missing
    FROM chunks c LEFT JOIN videos v USING (video_id) WHERE c.status = 'partial' ORDER BY v.path, c.model_id, c.start_s"""
+#: what the catalog can tell of a chunk's shard from its row (a view fill's ``when``)
+CHUNK_FACTS = {"embedded": "embedded IS NOT NULL", "regions": "sampling LIKE '%+regions=%'"}
+FILL_FACTS = ("SELECT count(*), " + ", ".join(f"count(*) FILTER (WHERE {v})" for v in CHUNK_FACTS.values())
+              + " FROM chunks WHERE model_id = ? AND status IN ('done', 'partial')")
+#: meta key: the chunk rows carry the facts above (rows synced by an older version do not, until re-read)
+FACTS_KEY = "chunk_facts"
+GET_META = "SELECT value FROM meta WHERE key = ?"
+SET_META = "INSERT OR REPLACE INTO meta VALUES (?, ?)"
 MARKER_COLUMNS = ("chunk_id", "video_id", "model_id", "start_s", "end_s", "sampling", "status", "frames", "shard", "error",
                   "covered_s", "missing_s", "missing", "embedded")
 
@@ -163,12 +171,48 @@ def _view_columns(view: ShardView, empty: bool) -> str:
     return ", ".join(out)
 
 
-def create_view_sql(view: ShardView, glob: str | None) -> str:
-    """``CREATE OR REPLACE VIEW`` over the shards matching ``glob`` (None: an empty view)."""
+def _literal_of(value, arrow_type) -> str:
+    """A fill's constant default, typed; an array's as a list (DuckDB 1.x cannot coalesce arrays)."""
+    if isinstance(value, tuple):
+        return f"[{', '.join(repr(float(v)) for v in value)}]::{duck_type(arrow_type.value_type)}[]"
+    return f"{value!r}::{duck_type(arrow_type)}"
+
+
+def _fill_column(fill: Fill, have: str) -> str:
+    """A fill's SELECT item: the shard column (``have`` "all"), its default ("none"), or either per
+    row ("some": the column is NULL where a shard lacks it)."""
+    import pyarrow as pa
+
+    kind = duck_type(fill.type)
+    default = fill.default if isinstance(fill.default, str) else _literal_of(fill.default, fill.type)
+    if have == "all":
+        return fill.name if not pa.types.is_fixed_size_list(fill.type) else f"{fill.name}::{kind} AS {fill.name}"
+    if have == "none":
+        return f"{default}::{kind} AS {fill.name}"
+    if pa.types.is_fixed_size_list(fill.type):
+        list_kind = f"{duck_type(fill.type.value_type)}[]"
+        return f"coalesce({fill.name}::{list_kind}, {default})::{kind} AS {fill.name}"
+    return f"coalesce({fill.name}, {default})::{kind} AS {fill.name}"
+
+
+def create_view_sql(view: ShardView, glob: str | None, have: dict[str, str] | None = None) -> str:
+    """``CREATE OR REPLACE VIEW`` over the shards matching ``glob`` (None: an empty view).
+
+    ``have``: for each of the view's fills, whether "all", "none" or only "some" of its shards
+    carry the column (default "none"). With "some", the shards are read by column name and a
+    typed empty row supplies the columns no file has (``UNION ALL BY NAME``), which costs reading
+    every shard's footer per query; otherwise the plain read."""
+    have = have or {}
     if glob is None:
-        return f"CREATE OR REPLACE VIEW {view.name} AS SELECT {_view_columns(view, True)} WHERE false"
+        fills = "".join(f", NULL::{duck_type(f.type)} AS {f.name}" for f in view.fills)
+        return f"CREATE OR REPLACE VIEW {view.name} AS SELECT {_view_columns(view, True)}{fills} WHERE false"
     glob = glob.replace("'", "''")
-    return f"CREATE OR REPLACE VIEW {view.name} AS SELECT {_view_columns(view, False)} FROM read_parquet('{glob}')"
+    cols = ", ".join([_view_columns(view, False), *(_fill_column(f, have.get(f.name, "none")) for f in view.fills)])
+    if not any(have.get(f.name) == "some" for f in view.fills):
+        return f"CREATE OR REPLACE VIEW {view.name} AS SELECT {cols} FROM read_parquet('{glob}')"
+    typed = ", ".join(f"NULL::{duck_type(f.type)} AS {f.name}" for f in view.fills)
+    return (f"CREATE OR REPLACE VIEW {view.name} AS SELECT {cols} FROM (SELECT * FROM read_parquet('{glob}', "
+            f"union_by_name = true) UNION ALL BY NAME SELECT {typed} WHERE false)")
 
 
 def alias_view_sql(name: str, target: str) -> str:
@@ -226,9 +270,14 @@ class Catalog:
             raise IndexUnusableError(f"no index at {store.root}: run `vidsearch ingest DIR` first (or pass --index)")
         store.root.mkdir(parents=True, exist_ok=True)
         self.con = _connect(store, read_only)
+        self._reread = False  # the next sync reads every marker (rows synced before CHUNK_FACTS existed)
         if not read_only:
             self.con.execute(DDL)
             self.con.execute(SET_SCHEMA_VERSION, [str(SCHEMA_VERSION)])
+            if not self.con.execute(GET_META, [FACTS_KEY]).fetchall():
+                self._reread = bool(self.chunk_count())
+                if not self._reread:
+                    self.con.execute(SET_META, [FACTS_KEY, "1"])
 
     def __enter__(self) -> "Catalog":
         return self
@@ -394,8 +443,11 @@ class Catalog:
         """Refresh ``chunks`` from the markers on disk and (re)create the views of ``channels``.
 
         ``specs``: read only these chunks' markers (an ingest's own chunks; a chunk without a
-        marker yet keeps its row); None: every marker of the index (a full rebuild).
+        marker yet keeps its row); None: every marker of the index (a full rebuild, also done once
+        for a catalog whose rows predate the facts its views rely on, :data:`CHUNK_FACTS`).
         """
+        if self._reread:
+            specs = None
         if specs is None:
             records: Iterable[tuple[str, dict]] = self.store.iter_records()
         else:
@@ -416,6 +468,9 @@ class Catalog:
             self._write_markers(rows)
             for r in rows.values():
                 counts[r[6]] += 1
+        if self._reread:
+            self.con.execute(SET_META, [FACTS_KEY, "1"])
+            self._reread = False
         self.refresh_views(channels)
         return counts
 
@@ -438,7 +493,7 @@ class Catalog:
                     target = next((c for c in view.candidates if c in created), None)
                     sql = alias_view_sql(view.name, target) if target else create_view_sql(view.empty, None)
                 elif view.model_id is not None and self.store.has_shards(view.model_id):
-                    sql = create_view_sql(view, self.store.shard_glob(view.model_id))
+                    sql = create_view_sql(view, self.store.shard_glob(view.model_id), self._fills_present(view))
                 elif view.path is not None and any(self.store.root.glob(view.path)):
                     sql = create_view_sql(view, str(self.store.root / view.path))
                 elif view.optional:
@@ -447,6 +502,18 @@ class Catalog:
                     sql = create_view_sql(view, None)
                 self.con.execute(sql)
                 created.add(view.name)
+
+    def _fills_present(self, view: ShardView) -> dict[str, str]:
+        """For each fill of ``view``: do "all", "none" or "some" of its model's done chunks carry it?"""
+        if not view.fills:
+            return {}
+        total, *facts = self.con.execute(FILL_FACTS, [view.model_id]).fetchall()[0]
+        counts = dict(zip(CHUNK_FACTS, facts))
+        out = {}
+        for f in view.fills:
+            n = counts[f.when]
+            out[f.name] = "all" if total and n == total else "none" if total and n == 0 else "some"
+        return out
 
     # -- reporting -------------------------------------------------------------------------
     def summary(self, channels: Sequence[Channel] = ()) -> dict[str, Any]:

@@ -14,6 +14,19 @@ from typing import Any, Protocol, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
+class Fill:
+    """A view column that only some shards carry: a chunk has it when the catalog's fact ``when``
+    holds for the chunk (``"embedded"``: its marker counted the frames through the encoder;
+    ``"regions"``: it was sampled with regions). Rows of the other shards get ``default``: the
+    name of another column of the view (a str) or a constant (a number, or a tuple for an array)."""
+
+    name: str
+    type: Any  # pyarrow type of the column
+    when: str
+    default: Any
+
+
+@dataclasses.dataclass(frozen=True)
 class ShardView:
     """A catalog view over one model id's shards, declared by its channel (the catalog writes the SQL).
 
@@ -22,6 +35,7 @@ class ShardView:
     from ``n`` float columns. ``optional``: no view at all while there are no shards (otherwise an
     empty view with the same columns). ``model_id`` None: always the empty view, unless ``path``
     names files the channel keeps itself (a glob relative to the index root), read once they exist.
+    ``fills``: columns after those, which older (or other) shards lack (:class:`Fill`).
     """
 
     name: str
@@ -31,6 +45,7 @@ class ShardView:
     arrays: tuple[tuple[str, tuple[str, ...]], ...] = ()
     optional: bool = False
     path: str | None = None
+    fills: tuple[Fill, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

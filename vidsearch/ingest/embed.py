@@ -19,7 +19,7 @@ from vidsearch.core.preprocess import center_crop, to_tensor
 from vidsearch.core.regions import count, layout
 from vidsearch.errors import UserError, VideoError
 from vidsearch.index import matrix
-from vidsearch.index.channel import AliasView, ShardView, View
+from vidsearch.index.channel import AliasView, Fill, ShardView, View
 from vidsearch.index.shards import IndexStore, frames_schema, model_slug
 from vidsearch.media.prefetch import Prefetch, prefetch
 from vidsearch.media.tiles import iter_region_frames
@@ -184,6 +184,14 @@ def region_rows(sampling_key: str, rows: int) -> tuple[dict, tuple[np.ndarray, n
     return {"frames": rows // len(boxes), "rows": rows, "regions": grid}, (region, boxes[region])
 
 
+def _frame_fills() -> tuple[Fill, ...]:
+    import pyarrow as pa
+
+    return (Fill("source_pts", pa.float64(), "embedded", "pts"),  # shards from before motion gating
+            Fill("region", pa.int32(), "regions", 0),
+            Fill("box", pa.list_(pa.float32(), 4), "regions", (0.0, 0.0, 1.0, 1.0)))
+
+
 class ImageChannel:
     """The image embedding: the channel of every model id no other channel owns."""
 
@@ -214,9 +222,13 @@ class ImageChannel:
         return frames_schema(dim)
 
     def views(self, models: Sequence[tuple[str, int]]) -> list[View]:
-        """``frames_<model slug>`` per model with shards; ``frames``: the most recently used of them."""
-        per_model = [ShardView(f"frames_{model_slug(m)}", m, frames_schema(dim), optional=True) for m, dim in models]
-        frames = AliasView("frames", tuple(v.name for v in per_model), ShardView("frames", None, frames_schema(None)))
+        """``frames_<model slug>`` per model with shards; ``frames``: the most recently used of them.
+        Every row has ``source_pts`` (the frame whose embedding it carries: motion gating),
+        ``region`` and ``box`` (the whole frame for shards without regions)."""
+        per_model = [ShardView(f"frames_{model_slug(m)}", m, frames_schema(dim), optional=True, fills=_frame_fills())
+                     for m, dim in models]
+        frames = AliasView("frames", tuple(v.name for v in per_model),
+                           ShardView("frames", None, frames_schema(None), fills=_frame_fills()))
         return [*per_model, frames]
 
     def refresh(self, store: IndexStore, model_id: str) -> str:
