@@ -104,6 +104,38 @@ def test_changing_regions_replans_only_the_image_chunks_and_old_shards_still_rea
 
 
 @pytest.mark.regions
+def test_filtered_region_queries_read_only_the_selected_frames(home, colour, wide, runner, tmp_path, monkeypatch):
+    """``--video`` on a regions index scores only the selected frames' region rows, and finds what
+    scoring every frame and then filtering finds (ranges, peaks, boxes)."""
+    from vidsearch.index.frames import load_frame_index
+    from vidsearch.index.shards import IndexStore
+    from vidsearch.query import stages
+    from vidsearch.query.engine import search_vector
+
+    make_spot_video(wide.parent / "other.mp4", 40.0, [Spot(8.0, 16.0, "red", centre=(0.25, 0.75), area=0.03)], [])
+    index = tmp_path / "tiles"
+    run_cli(runner, "--index", index, "ingest", wide.parent, "--model", "demo-colours", "--regions", "3", "-q")
+    store = IndexStore(index)
+    fi = load_frame_index(store, colour.model_id)
+    assert fi.has_regions and len(fi) == 110
+    read = []
+    frame_run = stages.Scorer.frame_run
+    monkeypatch.setattr(stages.Scorer, "frame_run", lambda self, ix, f0, n: (read.append(n), frame_run(self, ix, f0, n))[1])
+    red = np.zeros(fi.emb.shape[1], np.float32)
+    red[0] = 1.0  # the demo model's "red"
+    for glob, frames, spot in (("*other.mp4", 40, (8.0, 16.0, (0.25, 0.75))), ("*wide.mp4", 70, (SPOT.start, SPOT.end, SPOT.centre))):
+        ref = search_vector(store, fi, red, label="red", top=5, video_glob=glob, scores=fi.scores(red))
+        read.clear()
+        got = search_vector(store, fi, red, label="red", top=5, video_glob=glob)
+        assert sum(read) == frames == got.frames_scanned == ref.frames_scanned  # only the selected frames
+        assert [(r.video_id, r.start, r.end, r.peak_time, r.box) for r in got.ranges] == \
+               [(r.video_id, r.start, r.end, r.peak_time, r.box) for r in ref.ranges]
+        top = got.ranges[0]
+        assert abs(top.start - spot[0]) <= 1.5 and abs(top.end - spot[1]) <= 1.5 and contains(top.box, spot[2])
+    out = query(runner, index, "red", "--video", "*other.mp4")  # the command takes the same path
+    assert out["frames_scanned"] == 40 and contains(out["ranges"][0]["box"], (0.25, 0.75))
+
+
 def test_thumbnails_and_evidence_draw_the_box(home, colour, wide, runner, tmp_path):
     from PIL import Image
 

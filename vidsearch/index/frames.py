@@ -163,8 +163,14 @@ def with_regions(index: FrameIndex, region: np.ndarray | None, boxes: list | Non
     whole = starts[:-1]
     rows_by_video = index.rows_by_video()
     video_rows = {c: np.searchsorted(whole, g[region[g] == 0]) for c, g in rows_by_video.items()}
+    segments = index.segments
+    if segments is not None and len(segments):  # row runs -> frame runs (a chunk holds whole frames)
+        segments = np.asarray(segments, dtype=np.int64)
+        first = np.searchsorted(whole, segments[:, 1])
+        segments = np.stack([segments[:, 0], first, np.searchsorted(whole, segments[:, 1] + segments[:, 2]) - first], axis=1)
     return dataclasses.replace(index, codes=index.codes[whole], pts=index.pts[whole], video_rows=video_rows,
-                               frame_rows=starts, region=region, boxes=list(boxes or [(0.0, 0.0, 1.0, 1.0)]))
+                               segments=segments, frame_rows=starts, region=region,
+                               boxes=list(boxes or [(0.0, 0.0, 1.0, 1.0)]))
 
 
 def open_matrix(cache: MatrixCache, refresh: bool = True) -> FrameIndex:

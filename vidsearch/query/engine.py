@@ -90,7 +90,7 @@ def search_vector(
     t0 = time.perf_counter()
     scorer = stages.Scorer(query_vec, negatives)
     sel = None
-    if (video_glob or after or before) and scores is None and not index.has_regions:
+    if (video_glob or after or before) and scores is None:
         sel = select_frames(store, index, video_glob=video_glob, after=after, before=before, runs=True)
     path = search_path(index, search, custom_scores=scores is not None, selected=len(sel.rows) if sel else None)
     if path == "full":
@@ -208,7 +208,7 @@ def _scores(index: FrameIndex, scorer: stages.Scorer, rows: stages.RowSelection 
         return contrast_scores(pos, [index.scores(n) for n in scorer.negatives]) if scorer.negatives else pos
     out = np.empty(len(index), np.float32)
     for r0, n in rows.ordered_runs():
-        out[r0 : r0 + n] = scorer.dense(index.emb[r0 : r0 + n])
+        out[r0 : r0 + n] = scorer.frame_run(index, r0, n)
     return out
 
 

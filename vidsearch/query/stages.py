@@ -33,6 +33,7 @@ import heapq
 import numpy as np
 
 from vidsearch.core.clip import contrast_scores
+from vidsearch.core.regions import best_of_regions
 from vidsearch.core.ranges import TimeRange, mark_weak_by, sample_step, score_baseline, video_ranges
 from vidsearch.core.ranges import median as median_of
 from vidsearch.index.frames import FrameIndex
@@ -127,6 +128,15 @@ class Scorer:
     def dense(self, emb: np.ndarray) -> np.ndarray:
         """Scores of every row of ``emb`` (a slice of the matrix)."""
         return self.combine(matmul(emb, self.matrix))
+
+    def frame_run(self, index: FrameIndex, f0: int, n: int) -> np.ndarray:
+        """Scores of frames ``[f0, f0 + n)``; with regions, each prompt's best region per frame
+        first (as :meth:`FrameIndex.scores` gives the full path), then the contrast."""
+        if not index.has_regions:
+            return self.dense(index.emb[f0 : f0 + n])
+        starts = np.asarray(index.frame_rows[f0 : f0 + n + 1], dtype=np.int64)
+        cos = matmul(index.emb[int(starts[0]) : int(starts[-1])], self.matrix)
+        return self.combine(np.stack([best_of_regions(cos[:, i], starts - starts[0]) for i in range(cos.shape[1])], axis=1))
 
     def vectors(self, x: np.ndarray) -> np.ndarray:
         return self.combine(np.asarray(x, dtype=np.float32) @ self.matrix)
