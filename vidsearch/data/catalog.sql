@@ -49,5 +49,6 @@ ALTER TABLE chunks ADD COLUMN IF NOT EXISTS covered_s DOUBLE;
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS missing_s DOUBLE;
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS missing VARCHAR;
 -- Added with motion gating: of a done chunk's frames, how many went through the image encoder
--- (the rest reuse an embedding, docs/motion.md); NULL for chunks recorded before it (or `status --rebuild`).
+-- (the rest reuse an embedding, docs/motion.md); NULL where the marker has no count (shards from before gating).
+-- A catalog that gains the column re-reads every marker once (meta key chunk_facts).
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS embedded INTEGER;
