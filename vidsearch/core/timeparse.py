@@ -78,4 +78,3 @@ def recorded_window(created: _dt.datetime | None, pts: np.ndarray, after: _dt.da
         while hi < n and c + float(pts[hi]) < b:
             hi += 1
     return lo, max(lo, hi)
-

@@ -340,15 +340,11 @@ class IndexStore:
         return read_marker(self.marker_path(spec))
 
     def done_shards(self, model_id: str) -> list[Path]:
-        out = []
-        for kind, rec in self.iter_records(model_id):
-            if kind == "done":
-                out.append(Path(rec["_dir"]) / rec["shard"])
-        return sorted(out)
+        return sorted(self.done_shard(rec) for kind, rec in self.iter_records(model_id) if kind == "done")
 
     def done_shard_markers(self, model_id: str) -> list[tuple[Path, dict]]:
         """``(shard path, done marker)`` of every done chunk of ``model_id``, by path."""
-        out = [(Path(rec["_dir"]) / rec["shard"], rec) for kind, rec in self.iter_records(model_id) if kind == "done"]
+        out = [(self.done_shard(rec), rec) for kind, rec in self.iter_records(model_id) if kind == "done"]
         return sorted(out, key=lambda pr: pr[0])
 
     def shard_glob(self, model_id_or_slug: str) -> str:

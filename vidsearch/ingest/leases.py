@@ -334,11 +334,11 @@ class Reaper:
             start = 0
             while True:
                 page = self.client.lrange(key, start, start + 999)
-                ids.update(_task_id(m) for m in page)
+                ids.update(_task_id(_record(m)) for m in page)
                 if len(page) < 1000:
                     break
                 start += 1000
-        ids.update(_task_id(e, delivered=True) for e in self.client.hvals(self.unacked))
+        ids.update(_task_id(_payload(e)) for e in self.client.hvals(self.unacked))
         return ids
 
     def _unacked_entry(self, rec: dict) -> tuple[bytes, bytes, dict] | None:
@@ -403,13 +403,12 @@ def _record(raw: bytes) -> dict:
         return {}
 
 
-def _task_id(raw: bytes, delivered: bool = False) -> bytes:
-    """The task id of a queued message (or of an unacknowledged entry: [message, exchange, key])."""
-    try:
-        msg = json.loads(raw)
-        return str(((msg[0] if delivered else msg).get("headers") or {}).get("id")).encode()
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
-        return b""
+def _task_id(message: dict | None) -> bytes:
+    """The task id in a task message's headers (``b""`` without one): of a queued message
+    (:func:`_record`) or of an unacknowledged entry's message (:func:`_payload`)."""
+    headers = (message or {}).get("headers")
+    task_id = headers.get("id") if isinstance(headers, dict) else None
+    return str(task_id).encode() if task_id is not None else b""
 
 
 def _describe_args(args) -> str | None:

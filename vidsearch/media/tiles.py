@@ -34,19 +34,11 @@ def region_crops(img: np.ndarray, boxes: Sequence[Sequence[float]], size: int) -
     return out
 
 
-def iter_region_crops(path: str | os.PathLike, start: float, end: float, sampling: Sampling,
-                      size: int, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray]]:
-    """``(pts, crop)`` for every region of every sampled frame: ``count(sampling.regions)``
-    consecutive items per frame, region 0 first (the order of :func:`~vidsearch.core.regions.layout`)."""
-    for t, _img, crops in iter_region_frames(path, start, end, sampling, size, report):
-        for crop in crops:
-            yield t, crop
-
-
 def iter_region_frames(path: str | os.PathLike, start: float, end: float, sampling: Sampling,
                        size: int, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray, list[np.ndarray]]]:
-    """``(pts, decoded frame, its region crops)`` for every sampled frame (:func:`iter_region_crops`
-    per frame; the frame as decoded, at the side the tiles need)."""
+    """``(pts, decoded frame, its region crops)`` for every sampled frame: ``count(sampling.regions)``
+    crops, region 0 first (the order of :func:`~vidsearch.core.regions.layout`); the frame as
+    decoded, at the side the tiles need."""
     boxes = layout(sampling.regions)
     side = decode_side(sampling.regions, size)
     info = probe(path)

@@ -58,7 +58,9 @@ SLACK = 1e-4
 class Candidates:
     rows: np.ndarray  # int64, candidate rows
     scores: np.ndarray  # float32, their exact scores
-    median: float
+    #: (median, robust spread) of the sampled scores: the threshold's median, and what the weak
+    #: rule measures a peak against (:func:`vidsearch.core.ranges.score_baseline`)
+    baseline: tuple[float, float]
     path: str  # "flat" or "two-stage"
     #: no row outside the candidates scores above this (exact for "flat"; the first stage's
     #: k-th score plus its error margin for "two-stage"); -inf when every row is a candidate
@@ -66,9 +68,10 @@ class Candidates:
     #: whether ``floor`` is a proven bound (the flat scan's exact k-th score); the coarse stage's
     #: margin is an estimate of its quantisation error, not a bound
     proven: bool = True
-    #: (median, robust spread) of the sampled scores (:func:`vidsearch.core.ranges.score_baseline`):
-    #: ``median`` again, and what the weak rule measures a peak against
-    baseline: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def median(self) -> float:
+        return self.baseline[0]
 
     @property
     def best(self) -> float:
@@ -216,7 +219,7 @@ def flat_candidates(index: FrameIndex, scan, scorer: Scorer, k: int, baseline: t
     cosines, rows = scan.search(scorer.query, k)
     floor = scorer.bound(float(cosines[-1])) if len(rows) == k and len(rows) < len(index) else float("-inf")
     scores = scorer.rows(index, rows) if scorer.negatives else cosines
-    return _selected(Candidates(rows, scores, baseline[0], "flat", floor, baseline=baseline), sel)
+    return _selected(Candidates(rows, scores, baseline, "flat", floor), sel)
 
 
 def coarse_candidates(index: FrameIndex, coarse, scorer: Scorer, k: int, baseline: tuple[float, float] | None = None,
@@ -230,7 +233,7 @@ def coarse_candidates(index: FrameIndex, coarse, scorer: Scorer, k: int, baselin
     if sel is not None:
         rows = rows[sel.contains(rows)]
     rows, scores = np.concatenate([rows, tail_rows]), np.concatenate([scorer.rows(index, rows), tail_scores])
-    return Candidates(rows, scores, baseline[0], "two-stage", floor, proven=floor == float("-inf"), baseline=baseline)
+    return Candidates(rows, scores, baseline, "two-stage", floor, proven=floor == float("-inf"))
 
 
 def mark_weak(index: FrameIndex, ranges: list[TimeRange], cand: Candidates, scorer: Scorer,
