@@ -76,6 +76,7 @@ def test_export_writes_verified_evidence(hits, home, colour, runner, tmp_path):
         assert red > 150 and green < 90 and blue < 90  # the peak frame shows the red scene
         clip = r["clip"]
         assert clip["method"] == "stream-copy" and clip["sha256"] == m["files"][clip["path"]]
+        assert clip["audio"] is None  # the demo videos have no sound (tests/media/test_clips.py: with sound)
         # stream copy starts on the keyframe at or before the range start: at most one GOP early
         assert r["start"] - GOP_S <= clip["start"] <= r["start"]
         times = decode(out / clip["path"])

@@ -122,3 +122,20 @@ def test_status_events_classify_views(page):
     page.fill("#c-labels", "red, green, blue, gray")
     page.click("#classify-form button")
     page.wait_for_selector("#classify-out .labels div")
+
+
+def test_transcoded_range_plays_with_sound(page):
+    """The MPEG-4 Part 2 + MP2 AVI: transcoded for its range, played from the range start, with sound."""
+    page.click("#tabs button[data-tab='search']")
+    page.fill("#q-prompts", "purple")
+    page.click("#search-btn")
+    page.wait_for_function("() => document.querySelector('#summary').textContent.includes('purple')")
+    assert page.locator(".result .times").first.inner_text().startswith("0:10.0 – 0:20.0")
+    page.fill("#pad", "0")
+    page.click(".result[data-rank='1'] .play")
+    page.wait_for_function("() => document.querySelector('#video').src.includes('/clip?start=10.000')", timeout=10000)
+    page.wait_for_function("() => parseFloat(document.querySelector('#video').dataset.sourceTime) > 11.5", timeout=30000)
+    assert page.eval_on_selector("#video", "v => !v.error && v.duration") == pytest.approx(10.0, abs=0.15)
+    assert 11.5 <= source_time(page) <= 20.0
+    assert page.eval_on_selector("#video", "v => v.webkitAudioDecodedByteCount") > 0  # Chromium decoded its sound
+    page.eval_on_selector("#video", "v => v.pause()")

@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 #: the ranges `query "red"` finds in the demo archive, best first (vidsearch.demo.synth.DEMO_ARCHIVE)
 RED = [("cam-lobby/2026-11-02_0800.mp4", 20.0, 35.0), ("cam-lobby/2026-11-02_0900.mp4", 40.0, 52.0)]
-AVI = "cam-old/2026-11-02_0700.avi"  # purple 10-20 s, mpeg4 in AVI: transcoded for the browser
+AVI = "cam-old/2026-11-02_0700.avi"  # purple 10-20 s (a tone too), mpeg4 + mp2 in AVI: transcoded for the browser
 
 
 def _env(home: Path) -> dict:
@@ -33,7 +33,7 @@ def demo(tmp_path_factory):
     home = root / "home"
     install_model(colour_model, "demo-colours", home / "models")
     make_demo_archive(root / "archive")
-    make_video(root / "archive" / AVI, 30.0, [(10.0, 20.0, "purple")], codec="mpeg4", seed=7)
+    make_video(root / "archive" / AVI, 30.0, [(10.0, 20.0, "purple")], codec="mpeg4", seed=7, audio="mp2")
     env = _env(home)
     subprocess.run([sys.executable, "-m", "vidsearch", "--index", str(root / "index"), "ingest", str(root / "archive"),
                     "--model", "demo-colours"], env=env, check=True, capture_output=True, timeout=300)

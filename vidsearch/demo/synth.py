@@ -1,14 +1,16 @@
 """Synthetic videos with known content at known times (PyAV), for the demo, tests and benchmarks.
 
 A video is a list of scenes ``(start_s, end_s, colour)``; between scenes the background is
-grey. A small white square moves across the frame so that consecutive frames differ.
+grey. A small white square moves across the frame so that consecutive frames differ. With
+``audio`` (an encoder name), the file also has a sound track: a 440 Hz tone while a scene is on
+screen, silence otherwise, so a test can check that sound and picture stay together.
 """
 from __future__ import annotations
 
 import dataclasses
 import fractions
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,9 +44,13 @@ def make_video(
     seed: int = 0,
     creation_time: str | None = None,
     container_options: dict[str, str] | None = None,
+    audio: str | None = None,
+    options: dict[str, str] | None = None,
 ) -> Path:
     """Write an H.264 MP4 (or what the extension says: ``.ts`` MPEG-TS, ``.mkv``) and return its path.
-    ``gop`` defaults to 2 seconds of frames; ``container_options``: the muxer's (``movflags=faststart``)."""
+    ``gop`` defaults to 2 seconds of frames; ``container_options``: the muxer's (``movflags=faststart``);
+    ``audio``: an audio encoder (``aac``, ``mp2``, ``pcm_s16le``...) for a tone during the scenes;
+    ``options``: the video encoder's (see ``write_video``)."""
     scenes = [s if isinstance(s, Scene) else Scene(*s) for s in scenes]
     w, h = size
     rng = np.random.default_rng(seed)
@@ -64,8 +70,12 @@ def make_video(
             img[h // 2 - sq // 2 : h // 2 + sq // 2, x : x + sq] = 255
             yield img
 
+    def tone(t: float) -> bool:
+        return any(s.start <= t < s.end for s in scenes)
+
     meta = {"creation_time": creation_time} if creation_time else None
-    return write_video(path, frames(), size, fps, codec=codec, gop=gop, metadata=meta, container_options=container_options)
+    return write_video(path, frames(), size, fps, codec=codec, gop=gop, options=options, metadata=meta,
+                       container_options=container_options, audio=(audio, tone) if audio else None)
 
 
 def write_video(
@@ -78,11 +88,12 @@ def write_video(
     options: dict[str, str] | None = None,
     metadata: dict[str, str] | None = None,
     container_options: dict[str, str] | None = None,
+    audio: tuple[str, Callable[[float], bool]] | None = None,
 ) -> Path:
     """Encode RGB frames (one per 1/fps) into a video file; ``gop`` defaults to 2 seconds of frames.
 
     ``options`` are the encoder's; libx264 without options gets ``preset=ultrafast, tune=zerolatency``
-    (fast, no B-frames).
+    (fast, no B-frames). ``audio``: ``(encoder, on)``, a 48 kHz mono track, 440 Hz wherever ``on(t)``.
     """
     import av
 
@@ -100,14 +111,51 @@ def write_video(
         if options:
             stream.options = dict(options)
         stream.time_base = fractions.Fraction(1, fps)
+        sound = _Tone(out, *audio) if audio else None
         for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
             for packet in stream.encode(frame):
                 out.mux(packet)
+            if sound:
+                sound.write_until((i + 1) / fps)
         for packet in stream.encode():
             out.mux(packet)
+        if sound:
+            sound.close()
     return path
+
+
+class _Tone:
+    """A mono 48 kHz track: 440 Hz at a third of full scale where ``on(t)``, silence elsewhere."""
+
+    RATE = 48000
+
+    def __init__(self, out, codec: str, on: Callable[[float], bool]):
+        self.out, self.on, self.written = out, on, 0
+        self.stream = out.add_stream(codec, rate=self.RATE, layout="mono")
+
+    def write_until(self, t: float) -> None:
+        import av
+
+        n = int(round(t * self.RATE)) - self.written
+        if n <= 0:
+            return
+        ts = (self.written + np.arange(n)) / self.RATE
+        gate = np.fromiter((self.on(x) for x in ts[::480]), bool).repeat(480)[:n]  # decided per 10 ms
+        x = np.where(gate, np.sin(2 * np.pi * 440 * ts) / 3, 0).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(x[None], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = self.RATE, self.written
+        frame.time_base = fractions.Fraction(1, self.RATE)
+        self.written += n
+        self._encode(frame)  # PyAV converts to the encoder's sample format and frame size
+
+    def _encode(self, frame) -> None:
+        for packet in self.stream.encode(frame):
+            self.out.mux(packet)
+
+    def close(self) -> None:
+        self._encode(None)
 
 
 #: The demo archive: file name -> (duration, scenes). Times are what `vidsearch query` should find.

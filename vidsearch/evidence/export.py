@@ -209,6 +209,8 @@ class _RangeWriter:
             self.warnings.append(f"no clip for range {r['rank']}: {e}")
             r["clip"] = None
             return
+        if clip.audio_error:
+            self.warnings.append(f"clip for range {r['rank']}: {clip.audio_error}")
         r["clip"] = {**clip.to_dict(self.out), "sha256": sha256_file(clip.path)}
         self.files[r["clip"]["path"]] = r["clip"]["sha256"]
         self.clips_written += 1

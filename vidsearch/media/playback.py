@@ -43,7 +43,7 @@ def clip_name(video_id: str, start: float, end: float) -> str:
 
 
 def transcode_range(src: str | os.PathLike, start: float, end: float, target: Path) -> Path:
-    """``[start, end)`` of ``src`` re-encoded to H.264 (yuv420p, video only) in an MP4 whose time 0 is
+    """``[start, end)`` of ``src`` re-encoded to H.264 (yuv420p, with its sound) in an MP4 whose time 0 is
     ``start`` (moov first, so a browser starts playing at once). Written atomically; raises VideoError."""
     import av
 
