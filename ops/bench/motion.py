@@ -34,6 +34,15 @@ footage (decoding, gating, the command itself): ungated fp32 over it ("ceiling")
 gating could give here even with a free encoder.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ops/bench/motion.py --ingest --work /work/bench-cache
+
+``--regions N`` times ``vidsearch ingest --regions N`` (the whole frame and an N x N grid of tiles,
+each embedded) of 5 min of the static footage: ``--motion off``, ``auto`` (each region gated on its
+own) and, with ``--baseline DIR``, ``auto`` run from an older checkout whose gate re-embedded every
+region of a frame that changed anywhere:
+
+    git worktree add /tmp/before-per-region <commit before per-region gating>
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ops/bench/motion.py --regions 3 \
+        --baseline /tmp/before-per-region --work /work/bench-cache
 """
 from __future__ import annotations
 
@@ -64,9 +73,10 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def footage(work: Path, kind: str, minutes: float, size=(1920, 1080), fps: int = 5) -> tuple[Footage, float]:
+def footage(work: Path, kind: str, minutes: float, size=(1920, 1080), fps: int = 5,
+            figure: float = FIGURE) -> tuple[Footage, float]:
     """The generated file (reused when its parameters match) and the seconds it took to generate (0: reused)."""
-    path = work / "cctv" / f"{kind}-{minutes:g}min-{size[1]}p-fig{FIGURE:g}.mp4"
+    path = work / "cctv" / f"{kind}-{minutes:g}min-{size[1]}p-fig{figure:g}.mp4"
     stamp = path.with_suffix(".json")
     if path.is_file() and stamp.is_file():
         d = json.loads(stamp.read_text())
@@ -74,7 +84,7 @@ def footage(work: Path, kind: str, minutes: float, size=(1920, 1080), fps: int =
     log(f"generating {path.name} ({minutes:g} min of {size[1]}p at {fps} fps) ...")
     t0 = time.perf_counter()
     make = make_moving if kind == "moving" else make_cctv
-    f = make(path, minutes * 60.0, size, fps, figure=FIGURE, **({"subject": []} if kind == "moving" else {}))
+    f = make(path, minutes * 60.0, size, fps, figure=figure, **({"subject": []} if kind == "moving" else {}))
     took = time.perf_counter() - t0
     stamp.write_text(json.dumps({"duration": f.duration, "size": list(f.size), "fps": f.fps, "subject": f.subject,
                                  "colour": f.colour, "pan": f.pan}))
@@ -175,8 +185,9 @@ def report(name: str, f: Footage, plain: dict, gated: dict, one_pass: dict | Non
     return row
 
 
-def cli_run(work: Path, footage: Path, model: Path, motion: str, tag: str) -> dict:
-    """One whole ``vidsearch ingest`` command into a fresh index: its JSON summary, wall and CPU seconds."""
+def cli_run(work: Path, footage: Path, model: Path, motion: str, tag: str, extra: tuple[str, ...] = (), repo: Path = REPO) -> dict:
+    """One whole ``vidsearch ingest`` command into a fresh index: its JSON summary, wall and CPU seconds
+    (``repo``: the checkout whose ``vidsearch`` runs, for a baseline)."""
     import resource
     import shutil
     import subprocess
@@ -184,17 +195,18 @@ def cli_run(work: Path, footage: Path, model: Path, motion: str, tag: str) -> di
     index = work / "ingest-runs" / tag
     shutil.rmtree(index, ignore_errors=True)
     cmd = [sys.executable, "-m", "vidsearch", "--index", str(index), "ingest", str(footage), "--model", str(model),
-           "--motion", motion, "--json", "-q"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+           "--motion", motion, "--json", "-q", *extra]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=repo)  # -m puts the cwd first
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rep = json.loads(out.stdout)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     row = {"run": tag, "motion": motion, "wall_s": wall, "cpu_s": cpu, "frames": rep["frames"],
-           "frames_embedded": rep["frames_embedded"], "loadavg": os.getloadavg()[0], "index": str(index)}
+           "frames_embedded": rep["frames_embedded"], "loadavg": os.getloadavg()[0], "index": str(index),
+           **{k: rep[k] for k in ("region_rows", "region_rows_embedded") if k in rep}}
     log(f"  {tag}: {wall:.0f} s wall, {cpu:.0f} CPU-s, {rep['frames_embedded']} of {rep['frames']} embedded, "
         f"load {row['loadavg']:.1f}")
     return row
@@ -264,6 +276,54 @@ def ingest_bench(args, static: Footage, moving: Footage) -> dict:
     return out
 
 
+def regions_bench(args) -> dict:
+    """``vidsearch ingest --regions N`` of the static footage with the ViT-B/32-sized model: ``--motion
+    off``, ``auto`` (each region gated on its own), and ``auto`` run from ``--baseline`` (a checkout
+    from before per-region gating, where a frame that changed re-embedded all its regions), in this run."""
+    import types
+
+    sys.path.insert(0, str(REPO / "ops" / "bench"))
+    from encoder_int8 import get_models
+
+    from vidsearch.core.regions import count
+
+    work = Path(args.work)
+    f, _ = footage(work, "static", args.regions_minutes, figure=args.figure)
+    fp32, _, _ = get_models(types.SimpleNamespace(model=args.model, work=str(work)))
+    extra = ("--regions", str(args.regions))
+    per = count(args.regions)
+    runs = [("off", REPO, "off"), ("auto", REPO, "auto")]
+    if args.baseline:
+        runs.append(("auto", Path(args.baseline).resolve(), "auto-whole-frame"))
+    rows = []
+    for motion, repo, label in runs:
+        log(f"ingest --regions {args.regions} --motion {motion} ({label}) ...")
+        r = cli_run(work, f.path, Path(fp32.path), motion, f"regions{args.regions}-{label}", extra, repo)
+        r.setdefault("region_rows", r["frames"] * per)
+        r.setdefault("region_rows_embedded", r["frames_embedded"] * per)  # the baseline re-embedded whole frames
+        rows.append({"label": label, **r})
+    by = {r["label"]: r for r in rows}
+    ratios = {f"off vs {k}": {"wall": by["off"]["wall_s"] / by[k]["wall_s"], "cpu": by["off"]["cpu_s"] / by[k]["cpu_s"]}
+              for k in by if k != "off"}
+    if "auto-whole-frame" in by:
+        a, b = by["auto-whole-frame"], by["auto"]
+        ratios["whole-frame vs per-region gating"] = {"wall": a["wall_s"] / b["wall_s"], "cpu": a["cpu_s"] / b["cpu_s"]}
+    return {"footage": str(f.path), "minutes": args.regions_minutes, "figure": args.figure, "regions": args.regions,
+            "rows": rows, "ratios": ratios, "truth": f.subject}
+
+
+def print_regions(res: dict) -> None:
+    print(f"\nWhole `vidsearch ingest --regions {res['regions']}` command, {res['minutes']:g} min static 1080p, figure "
+          f"{res['figure']:g} of the frame's height, 1 fps, ViT-B/32-sized fp32 (same run; CPU = the child's user+sys)")
+    print(f"{'run':18s} {'wall s':>8s} {'CPU s':>8s} {'frames embedded':>16s} {'crops embedded':>18s} {'load':>5s}")
+    for r in res["rows"]:
+        print(f"{r['label']:18s} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} {r['frames_embedded']:7d}/{r['frames']:<7d} "
+              f"{r['region_rows_embedded']:6d}/{r['region_rows']:<6d} {100 * r['region_rows_embedded'] / r['region_rows']:5.1f}% "
+              f"{r['loadavg']:5.1f}")
+    for k, v in res["ratios"].items():
+        print(f"  {k:36s} wall x{v['wall']:.2f}  CPU x{v['cpu']:.2f}")
+
+
 def print_ingest(res: dict) -> None:
     print("\nWhole `vidsearch ingest` command, 1 fps, 60 s chunks, --motion off vs auto (same run; CPU = the child's user+sys)")
     print(f"{'footage':8s} {'model':8s} {'motion':6s} {'wall s':>8s} {'CPU s':>8s} {'embedded':>14s} {'load':>5s}")
@@ -290,11 +350,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-events", action="store_true", help="skip the events check with the colours demo model")
     ap.add_argument("--ingest", action="store_true", help="time the whole `vidsearch ingest` command instead (see above)")
     ap.add_argument("--no-moving", action="store_true", help="with --ingest: skip the moving footage")
+    ap.add_argument("--regions", type=int, help="time `vidsearch ingest --regions N` off vs auto instead (see regions_bench)")
+    ap.add_argument("--regions-minutes", type=float, default=5.0, help="with --regions: length of the static footage (default 5)")
+    ap.add_argument("--baseline", help="with --regions: a checkout from before per-region gating, timed in the same run")
+    ap.add_argument("--figure", type=float, default=FIGURE,
+                    help=f"with --regions: the subject's height / the frame's (default {FIGURE}: near the camera; 0.34: across the room)")
     ap.add_argument("--work", default=str(REPO / "bench-out"))
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
     work = Path(args.work)
     log(f"cpus {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+    if args.regions:
+        res = regions_bench(args)
+        print_regions(res)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps({**res, "loadavg_end": os.getloadavg()}, indent=2) + "\n")
+        return 0
     static, gen_s = footage(work, "static", args.minutes)
     moving, gen_m = footage(work, "moving", args.moving_minutes)
     if args.ingest:

@@ -120,6 +120,31 @@ def test_gate_validation_and_reuse_sources():
     assert gate.last is not None and not gate.last.changed
 
 
+def test_region_gates_decide_region_by_region():
+    """Each region is compared with its own last embedded crop; the rows of a frame then come from
+    different frames, region by region (reuse_map)."""
+    still = np.full((224, 224, 3), 100, np.uint8)
+    moved = still.copy()
+    moved[80:140, 80:140] = (200, 30, 30)  # a subject in this region's crop
+    gates = M.RegionGates(3, max_reuse_s=60.0)
+    seq = [(0.0, [still, still, still]), (1.0, [still, moved, still]), (2.0, [still, moved, moved]),
+           (3.0, [still, still, moved]), (60.0, [still, still, moved])]
+    mask = np.array([gates.decide(t, crops) for t, crops in seq])
+    assert mask.tolist() == [[True, True, True], [False, True, False], [False, False, True], [False, True, False],
+                             [True, True, True]]  # a period start embeds every region
+    assert gates.settings()["per_region"] is True and "per_region" not in M.RegionGates(1).settings()
+    with pytest.raises(ValueError, match="2 crops for 3 regions"):
+        gates.decide(61.0, [still, still])
+    source, rows = M.reuse_map(mask)
+    assert source.tolist() == [[0, 0, 0], [0, 1, 0], [0, 1, 2], [0, 3, 2], [4, 4, 4]]
+    emb = np.arange(int(mask.sum()), dtype=np.float32)[:, None]  # the embedded crops, in order: 0..8
+    assert M.expand_rows(emb, mask).ravel().tolist() == [0, 1, 2, 0, 3, 2, 0, 3, 4, 0, 5, 4, 6, 7, 8]
+    with pytest.raises(ValueError, match="first sampled frame"):
+        M.reuse_map(np.array([[True, False]]))
+    with pytest.raises(ValueError, match="8 embeddings for 9 embedded rows"):
+        M.expand_rows(emb[:8], mask)
+
+
 def test_cut_params_reproduce_the_ocr_scene_cuts():
     """The OCR channel's cuts (a new shot) with :data:`CUT`: see docs/motion.md."""
     def th(c):

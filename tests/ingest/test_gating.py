@@ -125,15 +125,36 @@ def test_chunk_boundaries_do_not_change_the_decisions(home, colour, runner, cam,
     assert {0.0, 45.0, 90.0, 135.0} <= forced and ninety["frames_embedded"] == len(forced)
 
 
-def test_regions_reuse_all_rows_of_a_frame(home, colour, runner, cam, tmp_path):
-    rep = _ingest(runner, tmp_path / "idx", cam, "--regions", "2")
+def _ranges(runner, index: Path, text: str = "red") -> list[tuple]:
+    q = json.loads(run_cli(runner, "--index", index, "query", text, "--json").stdout)
+    return [(r["start"], r["end"], r["peak_time"], r.get("box")) for r in q["ranges"]]
+
+
+def test_regions_are_gated_one_by_one(home, colour, runner, cam, tmp_path):
+    """With --regions each region (the whole frame, each tile) reuses its own last embedding: while
+    the figure walks, the tiles it is not in keep theirs. Answers, boxes included, are the ungated ones."""
+    rep = _ingest(runner, tmp_path / "idx", cam, "--regions", "3")
     got = _shard_rows(tmp_path / "idx")
-    frames = {p for p, _ in got}
-    assert rep["frames"] == len(frames) == 180 and len(got) == 180 * 5
-    assert rep["frames_embedded"] < 0.6 * 180
-    for (p, r), (src, e) in got.items():
-        assert np.array_equal(e, got[(src, r)][1]) and got[(src, r)][0] == src
-    assert len({src for src, _ in got.values()}) == rep["frames_embedded"]
+    frames = sorted({p for p, _ in got})
+    assert rep["frames"] == len(frames) == 180 and len(got) == 180 * 10 == rep["region_rows"]
+    for (p, r), (src, e) in got.items():  # a row carries exactly its own region's embedding at source_pts
+        assert src <= p and got[(src, r)][0] == src and np.array_equal(e, got[(src, r)][1])
+    own = {k for k, (src, _) in got.items() if src == k[0]}
+    assert rep["region_rows_embedded"] == len(own) and rep["frames_embedded"] == len({p for p, _ in own})
+    # frames that embedded some of their regions and reused the others: only with the figure in view
+    partial = [p for p in frames if 0 < sum((p, r) in own for r in range(10)) < 10]
+    assert len(partial) >= 10 and all(any(a <= p < b + 1 for a, b in VISITS) for p in partial)
+    assert len(own) < 10 * rep["frames_embedded"]
+    markers = [json.loads(m.read_text()) for m in (tmp_path / "idx" / "shards").rglob("*.done")]
+    assert sum(m["embedded_rows"] for m in markers) == len(own) and all(m["gate"]["per_region"] for m in markers)
+    line = run_cli(runner, "--index", tmp_path / "text", "ingest", cam, "--model", "demo-colours", "--regions", "3").stdout
+    share = len(own) / 1800
+    assert f"180 frames ({rep['frames_embedded']} through the image encoder, {len(own):,} of 1,800 region crops, {share:.1%}: motion gating)" in line
+    off = _ingest(runner, tmp_path / "off", cam, "--regions", "3", "--motion", "off")
+    assert off["region_rows_embedded"] == off["region_rows"] == 1800
+    assert _ranges(runner, tmp_path / "idx") == _ranges(runner, tmp_path / "off") != []
+    a, b = _answers(runner, tmp_path / "idx"), _answers(runner, tmp_path / "off")
+    assert _events(a["events"]) == _events(b["events"]) != [] and _segments(a["classify"]) == _segments(b["classify"])
 
 
 def test_a_second_ingest_keeps_chunks_done_with_the_other_setting(home, colour, runner, cam, tmp_path):

@@ -119,7 +119,7 @@ def ingest_cmd(ctx, paths, model, providers, fps, keyframes, regions, chunk_s, b
 
 def _embedded(report) -> str:
     """`` (137 through the image encoder, 11.4 %: motion gating)`` when some frames reuse an embedding."""
-    note = gating_note(report.frames, report.frames_embedded)
+    note = gating_note(report.frames, report.frames_embedded, report.region_rows, report.region_rows_embedded)
     return f" ({note})" if note else ""
 
 

@@ -36,9 +36,13 @@ def semantics_warning(info: ModelInfo) -> None:
         click.echo(f"note: {info.name} is the demo model; it understands only colour words, it is not CLIP", err=True)
 
 
-def gating_note(frames: int, embedded: int | None) -> str:
+def gating_note(frames: int, embedded: int | None, rows: int = 0, rows_embedded: int = 0) -> str:
     """``137 through the image encoder, 11.4 %: motion gating`` when some of ``frames`` reuse an
-    embedding (docs/motion.md); empty otherwise."""
+    embedding (docs/motion.md); with regions (``rows``: crops), the share of crops:
+    ``152 through the image encoder, 301 of 1,800 region crops, 16.7%: motion gating``. Empty otherwise."""
+    if rows and rows_embedded < rows:
+        return (f"{embedded} through the image encoder, {rows_embedded:,} of {rows:,} region crops, "
+                f"{rows_embedded / rows:.1%}: motion gating")
     if not frames or embedded is None or embedded >= frames:
         return ""
     return f"{embedded} through the image encoder, {embedded / frames:.1%}: motion gating"

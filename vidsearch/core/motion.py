@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -182,6 +182,27 @@ def reuse_period(chunk_s: float, max_reuse_s: float = 60.0) -> float:
     return chunk_s / math.ceil(chunk_s / max_reuse_s - 1e-9)
 
 
+class RegionGates:
+    """A :class:`MotionGate` per region of a frame (``--regions``: the whole frame, then the
+    tiles), each seeing what the encoder sees of its region: ``decide(t, crops)`` says, region by
+    region, whether the crop changed since that region's own last embedded crop. A subject
+    moving in one part of the picture re-embeds the regions that see it and leaves the others'
+    embeddings reused. Every region refreshes at the same period starts. One region: the frame
+    gate as it is."""
+
+    def __init__(self, regions: int = 1, **gate):
+        self.gates = [MotionGate(**gate) for _ in range(regions)]
+
+    def decide(self, t: float, crops: Sequence[np.ndarray]) -> list[bool]:
+        if len(crops) != len(self.gates):
+            raise ValueError(f"{len(crops)} crops for {len(self.gates)} regions")
+        return [g.decide(t, c) for g, c in zip(self.gates, crops)]
+
+    def settings(self) -> dict:
+        """The rule's parameters, as a chunk's done marker records them (``per_region`` with regions)."""
+        return {**self.gates[0].settings(), **({"per_region": True} if len(self.gates) > 1 else {})}
+
+
 def gate_frames(frames: Iterable[tuple[float, np.ndarray]], gate: MotionGate) -> Iterator[tuple[float, np.ndarray, bool]]:
     """``(t, frame)`` -> ``(t, frame, embed)`` through ``gate``."""
     for t, frame in frames:
@@ -203,13 +224,34 @@ def reuse_sources(embed: Iterable[bool]) -> np.ndarray:
 def expand(embedded: np.ndarray, embed: Iterable[bool], per: int = 1) -> np.ndarray:
     """Rows for every sampled frame from the rows of the embedded ones (in order): each frame
     carries the embedding of the last embedded frame at or before it. ``per``: rows per frame
-    (with regions, a frame's consecutive region rows)."""
+    (with regions, a frame's consecutive region rows, all embedded or reused together)."""
     flags = np.asarray(list(embed), dtype=bool)
-    if len(flags) and not flags[0]:
-        raise ValueError("the first sampled frame must be embedded")
     if int(flags.sum()) * per != len(embedded):
         raise ValueError(f"{len(embedded)} embeddings for {int(flags.sum())} embedded frames x {per}")
-    if not len(flags):
-        return embedded[:0]
-    ordinal = np.cumsum(flags) - 1  # each frame's source, as the how-manieth embedded frame
-    return embedded[(ordinal[:, None] * per + np.arange(per)).ravel()]
+    return expand_rows(embedded, np.repeat(flags[:, None], per, axis=1))
+
+
+def reuse_map(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-region reuse: ``mask[f, r]`` says whether region ``r`` of frame ``f`` went through the
+    encoder. Returns ``(source, rows)``: ``source[f, r]`` the frame whose embedding of region ``r``
+    frame ``f`` carries (the last one at or before it that embedded that region), and ``rows`` (one
+    per frame and region, frame by frame) the index of that embedding among the embedded ones,
+    which come frame by frame, region by region."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError("mask must be [frames, regions]")
+    if not len(mask):
+        return np.zeros(mask.shape, np.intp), np.zeros(0, np.intp)
+    if not mask[0].all():
+        raise ValueError("the first sampled frame must be embedded")
+    source = np.stack([reuse_sources(mask[:, r]) for r in range(mask.shape[1])], axis=1)
+    ordinal = np.cumsum(mask.ravel()).reshape(mask.shape) - 1  # each embedded row's place among them
+    return source, ordinal[source, np.arange(mask.shape[1])].ravel()
+
+
+def expand_rows(embedded: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Rows for every frame and region (frame by frame) from the embedded ones (see :func:`reuse_map`)."""
+    mask = np.asarray(mask, dtype=bool)
+    if int(mask.sum()) != len(embedded):
+        raise ValueError(f"{len(embedded)} embeddings for {int(mask.sum())} embedded rows")
+    return embedded[reuse_map(mask)[1]] if len(mask) else embedded[:0]

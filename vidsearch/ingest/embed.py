@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from vidsearch.core.coverage import chunk_coverage
-from vidsearch.core.motion import MotionGate, expand, reuse_period, reuse_sources
+from vidsearch.core.motion import RegionGates, reuse_map, reuse_period
 from vidsearch.core.plan import ChunkSpec, Sampling, plan_video
 from vidsearch.core.preprocess import center_crop, to_tensor
 from vidsearch.core.regions import count, layout
@@ -36,40 +36,40 @@ class ImageEncoder(Protocol):
 def sampled_crops(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """(pts, square uint8 crop) for every sampled frame of the chunk (every region of it, with regions;
     damaged packets: see ``report``); no gating."""
-    for t, crops, _seen in _decoded(spec, info, report):
+    for t, crops in _decoded(spec, info, report):
         for crop in crops:
             yield t, crop
 
 
-def _decoded(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None) -> Iterator[tuple[float, list[np.ndarray], np.ndarray]]:
-    """(pts, the frame's crops for the encoder, the picture the motion gate compares) per sampled
-    frame: the centre crop; with regions, the decoded frame (the tiles cover all of it)."""
+def _decoded(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None) -> Iterator[tuple[float, list[np.ndarray]]]:
+    """(pts, the frame's crops for the encoder) per sampled frame: the centre crop; with regions,
+    the whole frame's and each tile's."""
     sampling = Sampling.parse(spec.sampling)
     if sampling.regions > 1:
-        for t, img, crops in iter_region_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
-            yield t, crops, img
+        for t, _img, crops in iter_region_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
+            yield t, crops
         return
     for t, img in iter_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
-        crop = center_crop(img, info.image_size)
-        yield t, [crop], crop
+        yield t, [center_crop(img, info.image_size)]
 
 
-def chunk_gate(spec: ChunkSpec) -> MotionGate | None:
+def chunk_gate(spec: ChunkSpec) -> RegionGates | None:
     """The motion gate of a chunk (None: ``--motion off``): the :data:`~vidsearch.core.motion.GATE`
-    rule, fresh per chunk, its forced refresh on a period that divides the chunk length."""
+    rule, fresh per chunk, one per region (each compares what the encoder sees of it), its forced
+    refresh on a period that divides the chunk length."""
     if spec.motion == "off":
         return None
     if spec.motion != "auto":
         raise UserError(f"unknown motion setting {spec.motion!r} (auto or off)")
-    return MotionGate(max_reuse_s=reuse_period(spec.chunk_s))
+    return RegionGates(count(Sampling.parse(spec.sampling).regions), max_reuse_s=reuse_period(spec.chunk_s))
 
 
 def gated_frames(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None = None,
-                 gate: MotionGate | None = None) -> Iterator[tuple[float, list[np.ndarray], bool]]:
-    """(pts, crops, embed?) per sampled frame: ``embed`` False when ``gate`` says the frame may reuse
-    the last embedding (always True without a gate)."""
-    for t, crops, seen in _decoded(spec, info, report):
-        yield t, crops, gate is None or gate.decide(t, seen)
+                 gate: RegionGates | None = None) -> Iterator[tuple[float, list[np.ndarray], list[bool]]]:
+    """(pts, crops, embed? per crop) per sampled frame: False where ``gate`` says the crop's region
+    may reuse its last embedding (all True without a gate)."""
+    for t, crops in _decoded(spec, info, report):
+        yield t, crops, [True] * len(crops) if gate is None else gate.decide(t, crops)
 
 
 @dataclasses.dataclass
@@ -79,39 +79,42 @@ class Embedded:
     pts: np.ndarray  # float64 [rows]
     source_pts: np.ndarray  # float64 [rows]: the time of the frame whose embedding the row carries
     emb: np.ndarray  # float32 [rows, dim]
-    embedded: int  # frames that went through the encoder
+    embedded: int  # frames that went through the encoder (with regions: some of their crops at least)
+    embedded_rows: int  # crops that went through the encoder (rows carrying their own embedding)
 
 
-def embed_frames(frames: Iterable[tuple[float, list[np.ndarray], bool]], encoder: ImageEncoder, batch_size: int) -> Embedded:
-    """Batch the crops of the frames to embed through the image encoder (``batch_size`` crops at a
-    time); a frame not to embed gets the rows of the last embedded frame."""
+def embed_frames(frames: Iterable[tuple[float, list[np.ndarray], list[bool]]], encoder: ImageEncoder, batch_size: int) -> Embedded:
+    """Batch the crops to embed through the image encoder (``batch_size`` crops at a time); a crop
+    not to embed gets the row of its region's last embedded crop."""
     info = encoder.info
     pts: list[float] = []
-    flags: list[bool] = []
-    per = 1
+    flags: list[list[bool]] = []
     out: list[np.ndarray] = []
     batch: list[np.ndarray] = []
     for t, crops, embed in frames:
         pts.append(t)
         flags.append(embed)
-        per = len(crops)
-        if embed:
-            batch.extend(crops)
+        batch.extend(c for c, e in zip(crops, embed) if e)
         if len(batch) >= batch_size:
             out.append(encoder.encode_images(to_tensor(batch, info.mean, info.std)))
             batch = []
     if batch:
         out.append(encoder.encode_images(to_tensor(batch, info.mean, info.std)))
     emb = np.concatenate(out) if out else np.zeros((0, info.dim), dtype=np.float32)
-    return spread(np.asarray(pts, dtype=np.float64), np.asarray(flags, dtype=bool), emb, per)
+    mask = np.asarray(flags, dtype=bool).reshape(len(pts), -1) if pts else np.zeros((0, 1), bool)
+    return spread(np.asarray(pts, dtype=np.float64), mask, emb)
 
 
-def spread(pts: np.ndarray, embed: np.ndarray, emb: np.ndarray, per: int = 1) -> Embedded:
-    """Rows for every frame from the ``per`` rows of each embedded one (in order)."""
+def spread(pts: np.ndarray, embed: np.ndarray, emb: np.ndarray) -> Embedded:
+    """Rows for every frame and region (frame by frame) from the embedded crops (in order);
+    ``embed[f, r]``: whether region ``r`` of frame ``f`` went through the encoder."""
     if not len(pts):
-        return Embedded(pts, pts.copy(), emb[:0], 0)
-    src = reuse_sources(embed)  # the frame whose embedding each frame carries
-    return Embedded(np.repeat(pts, per), np.repeat(pts[src], per), expand(emb, embed, per), int(embed.sum()))
+        return Embedded(pts, pts.copy(), emb[:0], 0, 0)
+    if int(embed.sum()) != len(emb):
+        raise ValueError(f"{len(emb)} embeddings for {int(embed.sum())} embedded crops")
+    source, rows = reuse_map(embed)  # per frame and region: the frame whose embedding it carries
+    per = embed.shape[1]
+    return Embedded(np.repeat(pts, per), pts[source].ravel(), emb[rows], int(embed.any(axis=1).sum()), int(embed.sum()))
 
 
 def start_decoding(spec: ChunkSpec, info: ModelInfo, batch_size: int = 32) -> Prefetch:
@@ -168,6 +171,7 @@ def embed_chunk(
     frame_pts = np.unique(rows.pts) if regions is not None else rows.pts  # with regions a frame has several rows
     gate = getattr(frames, "gate", None)
     extra = {"seconds": round(time.perf_counter() - t0, 4), **extra, "embedded": rows.embedded,
+             **({"embedded_rows": rows.embedded_rows} if regions is not None else {}),
              **({"gate": gate.settings()} if gate is not None else {}),
              **coverage_fields(spec, frame_pts, getattr(frames, "report", None))}
     return store.write_shard(spec, rows.pts, rows.emb, extra=extra, regions=regions, source=rows.source_pts)

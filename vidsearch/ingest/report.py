@@ -22,6 +22,10 @@ class IngestReport:
     frames: int = 0  # frames indexed by the image model (rows in ``frames``, one per sampled frame)
     #: of those, the frames that went through the image encoder (the rest reuse an embedding: motion gating)
     frames_embedded: int = 0
+    #: with ``--regions``: rows (a frame's whole-frame and tile crops) and those that went through the
+    #: encoder (motion gating decides region by region); left out of the JSON without regions
+    region_rows: int = 0
+    region_rows_embedded: int = 0
     #: frames of the other channels, by their report key (``ocr_frames``: frames whose on-screen text was read)
     channel_frames: dict[str, int] = dataclasses.field(default_factory=_other_keys)
     seconds_indexed: float = 0.0
@@ -52,6 +56,8 @@ class IngestReport:
         d = dataclasses.asdict(self)
         d["failures"] = [dataclasses.asdict(f) for f in self.failures]
         extra = d.pop("channel_frames")
+        if not self.region_rows:
+            del d["region_rows"], d["region_rows_embedded"]
         out: dict = {}
         for k, v in d.items():
             out[k] = v
@@ -87,7 +93,12 @@ def count_chunk(report: IngestReport, spec: ChunkSpec, marker: dict) -> None:
     key = channel_for(spec.model_id).report_key
     if key == "frames":
         report.frames += n
-        report.frames_embedded += int(marker.get("embedded", n))
+        embedded = int(marker.get("embedded", n))
+        report.frames_embedded += embedded
+        if marker.get("regions"):
+            rows = int(marker.get("rows", n))
+            report.region_rows += rows
+            report.region_rows_embedded += int(marker.get("embedded_rows", embedded * rows // max(n, 1)))
         report.seconds_indexed += spec.end - spec.start
     else:
         report.channel_frames[key] = report.channel_frames.get(key, 0) + n
