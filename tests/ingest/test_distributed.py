@@ -407,6 +407,36 @@ def test_a_task_lost_by_the_broker_is_sent_again(cluster, archive):
 
 @distributed
 @needs_redis
+def test_a_task_lost_with_nobody_waiting_and_no_worker_dying_is_sent_again(cluster, archive):
+    """--no-wait, and a task popped from the queue whose reply never reached a worker (a dropped
+    connection, a broker dying mid-pop): no worker dies and nobody waits, yet a live worker's
+    reaper sends it again once it has been nowhere for the lease time; every chunk done once."""
+    result = cluster.submit(archive, "--chunk", "10", "--no-wait")
+    assert result.returncode == 0, result.stderr
+    assert submitted(result)["pending"] == 10
+    r = cluster.redis.client()
+    lost = json.loads(r.rpop("embed"))  # the next task a worker would have taken
+    spec = json.loads(base64.b64decode(lost["body"]))[0][0]
+    worker, t0 = cluster.worker(), time.time()
+    while time.time() < t0 + 90 and cluster.done_markers() < 10:
+        time.sleep(0.2)
+    took = time.time() - t0
+    st = cluster.status()
+    assert st["chunks"] == {"done": 10, "pending": 0, "failed": 0, "partial": 0}, worker.output()[-3000:]
+    print(f"the lost task's chunk done {took:.1f}s after the worker started")
+    log = worker.output()
+    assert f"{spec['path']} [{spec['start']:.0f}-{spec['end']:.0f}s]: neither queued nor held by a worker for 20s " \
+           "(lost by the broker or a dropped connection); sent it again" in log
+    assert log.count("sent it again") == 1 and "Traceback" not in log
+    check_exactly_once(cluster.index, 95)
+    deadline = time.time() + 30
+    while time.time() < deadline and (r.hlen("unacked") or r.hlen("vidsearch:tasks")):
+        time.sleep(0.2)
+    assert r.hlen("unacked") == 0 and r.llen("embed") == 0 and r.hlen("vidsearch:tasks") == 0
+
+
+@distributed
+@needs_redis
 def test_corrupt_files_are_reported_and_do_not_stall_the_queue(cluster, archive):
     bad = archive / "bad"
     bad.mkdir()

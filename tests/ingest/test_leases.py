@@ -256,6 +256,38 @@ def test_a_dead_workers_tasks_come_back_taken_waiting_or_popped_and_unrecorded(b
 
 @distributed
 @needs_redis
+def test_a_task_lost_with_every_worker_alive_is_sent_again_once(bare_redis, caplog):
+    """A pop whose reply a dropped connection lost (or a broker dying mid-pop): the task is listed,
+    neither queued nor delivered, and no worker dies. One reaper sends it again once it has stayed
+    so for the lease time; a task only in flight for a moment is left alone."""
+    r = bare_redis.client()
+    _worker(r, "w-live", ["t-run"])
+    _deliver(r, "t-run", "tag-run")
+    for task_id in ("t-run", "t-queued", "t-lost", "t-flight"):
+        _sent(r, task_id)
+    _queued(r, "t-queued")
+    reapers = [leases.Reaper(leases.redis_client(), lease_s=20) for _ in range(2)]
+    assert [reaper.sweep(now=0) for reaper in reapers] == [0, 0]  # t-lost and t-flight: missing, since 0
+    _queued(r, "t-flight")  # it was only on its way
+    _worker(r, "w-live", ["t-run"], renewed=time.time() + 1)
+    assert [reaper.sweep(now=10) for reaper in reapers] == [0, 0]
+    r.lrem("embed", 0, next(m for m in r.lrange("embed", 0, -1) if b"t-flight" in m))  # popped, and lost
+    _worker(r, "w-live", ["t-run"], renewed=time.time() + 2)
+    with caplog.at_level("WARNING", logger="vidsearch.leases"):
+        assert [reaper.sweep(now=20) for reaper in reapers] == [1, 0]  # t-lost, by one reaper; t-flight: since 20
+    assert "neither queued nor held by a worker for 20s" in caplog.text and "[5-10s]" in caplog.text
+    queued = sorted(json.loads(m)["headers"]["id"] for m in r.lrange("embed", 0, -1))
+    assert queued == ["t-lost", "t-queued"]
+    assert r.hkeys(leases.WORKERS_KEY) == [b"w-live"] and r.hkeys("unacked") == [b"tag-run"]  # nothing else moved
+    _worker(r, "w-live", ["t-run"], renewed=time.time() + 3)
+    assert [reaper.sweep(now=40) for reaper in reapers] == [1, 0]  # t-flight, gone for 20 s now
+    _worker(r, "w-live", ["t-run"], renewed=time.time() + 4)
+    assert [reaper.sweep(now=80) for reaper in reapers] == [0, 0]  # all accounted for
+    assert sorted(json.loads(m)["headers"]["id"] for m in r.lrange("embed", 0, -1)) == ["t-flight", "t-lost", "t-queued"]
+
+
+@distributed
+@needs_redis
 def test_a_lease_is_renewed_then_left_finished_and_shown_while_held(bare_redis, tmp_path, monkeypatch):
     monkeypatch.setenv("VIDSEARCH_LEASE_S", "0.6")
     store = IndexStore(tmp_path / "index")

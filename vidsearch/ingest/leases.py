@@ -7,9 +7,11 @@ retry time (``eta``), renewed the same way. A reaper thread in every worker proc
 the task of a lease it has seen unchanged for the lease time, or a delivered task that neither
 a lease nor a worker record it has seen change in that time claims, with one atomic script, so
 no task is requeued twice. Redis pops a task before kombu records it as delivered: a worker
-killed in between takes the task with it. So the submitter lists every task it sends in
-``vidsearch:tasks`` (dropped when the task ends), and the reaper that finds a worker record
-gone stale sends again the listed tasks that are neither queued nor delivered. Staleness is
+killed in between takes the task with it, and so does a pop whose reply a dropped connection
+lost. So the submitter lists every task it sends in ``vidsearch:tasks`` (dropped when the task
+ends); the reaper that finds a worker record gone stale sends again the listed tasks that are
+neither queued nor delivered, and with every worker alive a listed task found in neither place
+for the lease time is sent again by one reaper. Staleness is
 judged on the reaper's own clock and forgotten when Redis is away, so node clocks and broker
 outages never expire a live lease. See docs/distributed.md.
 """
@@ -36,6 +38,8 @@ log = logging.getLogger("vidsearch.leases")
 LEASES_KEY = "vidsearch:leases"
 #: worker node name -> what its main process holds (see :class:`Holder`)
 WORKERS_KEY = "vidsearch:workers"
+#: + task id: set (with an expiry) by the one reaper that sends a lost task again
+LOST_KEY = b"vidsearch:lost:"
 #: Seconds a lease may go unrenewed before any worker requeues its chunk.
 DEFAULT_LEASE_S = 20.0
 #: Seconds between two renewals (and between two sweeps of a reaper).
@@ -238,6 +242,7 @@ class Reaper:
         self.seen: dict[bytes, tuple[bytes, float]] = {}  # token -> (lease as last read, first read then)
         self.workers: dict[bytes, tuple[bytes, float]] = {}  # worker -> (record as last read, first read then)
         self.orphans: dict[bytes, tuple[bytes, float]] = {}  # delivery tag -> (entry, first seen without lease)
+        self.missing: dict[bytes, float] = {}  # listed task id -> first seen neither queued nor delivered
 
     def sweep(self, now: float | None = None) -> int:
         """Look at every lease, worker record and delivered task once; requeue the tasks of dead
@@ -255,7 +260,7 @@ class Reaper:
                 requeued += self.reclaim(token, raw, leases)
         claims, dead = self._watch_workers(now)
         requeued += self._sweep_orphans(leases, claims, now)
-        return requeued + (self.recover_lost() if dead else 0)
+        return requeued + (self.recover_lost() if dead else self._watch_lost(now))
 
     def _watch_workers(self, now: float) -> tuple[dict[str, float], bool]:
         """Per task id, when a worker record claiming it was last seen changing; and whether this
@@ -315,22 +320,56 @@ class Reaper:
             time.sleep(pause_s)
             lost -= self._broker_ids()
             lost &= set(self.client.hkeys(TASKS_KEY))
+        return self._send_again(lost, "taken from the queue by a worker that died before recording it")
+
+    def _watch_lost(self, now: float) -> int:
+        """Send again a listed task that stays neither queued nor delivered for the lease time with
+        no worker dying: a pop whose reply a dropped connection (or a broker dying) lost. Looked
+        for only while the list holds more tasks than the queue and the delivered ones together
+        (a few counts per sweep); then the ids are compared, and only the reaper that claims a
+        lost task first (``SET NX``) sends it."""
+        listed = self.client.hlen(TASKS_KEY)
+        if not listed or listed <= self._broker_count():
+            self.missing.clear()
+            return 0
+        lost = set(self.client.hkeys(TASKS_KEY)) - self._broker_ids()
+        self.missing = {t: self.missing.get(t, now) for t in lost}
+        due = sorted(t for t, since in self.missing.items() if now - since >= self.lease_s)
+        mine = set()
+        for task_id in due:
+            del self.missing[task_id]
+            if self.client.set(LOST_KEY + task_id, b"1", nx=True, ex=max(1, int(2 * self.lease_s))):
+                mine.add(task_id)
+        return self._send_again(mine, f"neither queued nor held by a worker for {self.lease_s:.0f}s (lost by the "
+                                      "broker or a dropped connection)")
+
+    def _send_again(self, lost: set[bytes], why: str) -> int:
         sent = 0
         for task_id in sorted(lost):
             raw = self.client.hget(TASKS_KEY, task_id)
             if raw is None:
-                continue
+                continue  # ended meanwhile
             rec = json.loads(raw)
             self.resend(task_id.decode(), rec)
             sent += 1
-            log.warning("%s: taken from the queue by a worker that died before recording it; sent it again",
-                        _describe_args(rec.get("args")) or f"task {task_id.decode()}")
+            log.warning("%s: %s; sent it again", _describe_args(rec.get("args")) or f"task {task_id.decode()}", why)
         return sent
+
+    def _queue_keys(self) -> list[str]:
+        return [self.queue] + [f"{self.queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS[1:]]
+
+    def _broker_count(self) -> int:
+        """Messages queued (every priority) plus tasks delivered and not acknowledged."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self._queue_keys():
+            pipe.llen(key)
+        pipe.hlen(self.unacked)
+        return sum(pipe.execute())
 
     def _broker_ids(self) -> set[bytes]:
         """Ids of the tasks queued (read in pages from the newest: pops only shorten the tail) or delivered."""
         ids: set[bytes] = set()
-        for key in [self.queue] + [f"{self.queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS[1:]]:
+        for key in self._queue_keys():
             start = 0
             while True:
                 page = self.client.lrange(key, start, start + 999)
