@@ -24,6 +24,8 @@ def sources(root: Path) -> dict[str, Path]:
         "h264-pcm": make_video(root / "pcm.mov", 12.0, red, audio="pcm_s16le", gop=25),
         "mpeg4-mp2": make_video(root / "mp2.avi", 12.0, red, codec="mpeg4", audio="mp2"),
         "silent": make_video(root / "silent.mp4", 12.0, red),
+        "h264-mp3": make_video(root / "mp3.mp4", 12.0, red, audio="libmp3lame"),  # decoder "mp3float", codec mp3
+        "ts-aac": make_video(root / "aac.ts", 12.0, red, audio="aac"),  # ADTS in MPEG-TS, copied into MP4
     }
 
 
@@ -74,6 +76,8 @@ def check_in_step(clip_path: Path, fps: float = 10.0) -> dict:
     ("h264-pcm", False, "re-encode", "re-encode"),
     ("mpeg4-mp2", False, "re-encode", "re-encode"),
     ("silent", True, "stream-copy", None),
+    ("h264-mp3", True, "stream-copy", "stream-copy"),
+    ("ts-aac", True, "stream-copy", "stream-copy"),
 ])
 def test_clip_carries_the_sound_in_step(src, tmp_path, name, copy, video, audio):
     clip = cut_clip(str(src[name]), 4.3, 9.0, tmp_path / "c.mp4", copy=copy)

@@ -20,7 +20,7 @@ from contextlib import closing
 from pathlib import Path
 
 from vidsearch.errors import VideoError, first_line
-from vidsearch.media.video import frames_between, seek_before
+from vidsearch.media.video import codec_name, frames_between, seek_before
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class _AudioTrack:
             return
         self._inp, self._ist = inp, inp.streams.audio[0]
         cc = self._ist.codec_context
-        if cc.name in copyable:
+        if codec_name(self._ist) in copyable:
             self._ost = out.add_stream_from_template(self._ist)
             self.method = "stream-copy"
         else:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vidsearch.errors import VideoError, first_line
 from vidsearch.media.clips import _reencode_clip
+from vidsearch.media.video import codec_name
 
 #: container family -> (video codecs, audio codecs) that Chromium / Firefox play natively
 BROWSER_CODECS = {
@@ -26,8 +27,8 @@ def media_info(path: str | os.PathLike) -> dict:
             names = set(c.format.name.split(","))
             family = "mp4" if names & {"mp4", "mov"} else "webm" if names & {"webm", "matroska"} else c.format.name
             v = c.streams.video[0]
-            vcodec = v.codec_context.name
-            acodecs = [a.codec_context.name for a in c.streams.audio]
+            vcodec = codec_name(v)
+            acodecs = [codec_name(a) for a in c.streams.audio]
             rate = v.average_rate or v.guessed_rate
             duration = float(v.duration * v.time_base) if v.duration else (c.duration or 0) / 1e6
     except (av.FFmpegError, OSError, IndexError) as e:

@@ -110,11 +110,72 @@ def _duration_by_demux(container, stream) -> float | None:
     return last
 
 
+def codec_name(stream) -> str:
+    """The stream's codec (``mp3``), not its decoder's name (``mp3float``)."""
+    cc = stream.codec_context
+    return getattr(cc.codec, "canonical_name", None) or cc.name
+
+
 def seek_before(container, stream, start: float) -> None:
-    """Seek ``stream`` to the keyframe at or before ``start`` seconds (nothing to do at 0)."""
-    if start > 0 and stream.time_base:
-        container.seek(int(start / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True,
-                       any_frame=False)
+    """Seek ``stream`` to the keyframe at or before ``start`` seconds (nothing to do at 0).
+
+    A container with an index (MP4, MOV, MKV, AVI) lands there. MPEG-TS, MPEG-PS and other
+    streams without one land on some packet at or before the target, often not a keyframe, and
+    decoding from there loses every frame up to the next keyframe (a chunk of a .ts file began
+    up to a GOP late). Then the packets of a window before ``start`` (2, 4, 8 ... s) are read,
+    not decoded, for the last keyframe at or before it, and the seek goes to that packet's own
+    timestamp (or, where the container cannot land on it, to the window's start: the decoder
+    drops what comes before the keyframe)."""
+    if start <= 0 or not stream.time_base:
+        return
+    tb, s0 = stream.time_base, stream.start_time or 0
+
+    def seek(ts: int) -> None:
+        container.seek(ts, stream=stream, backward=True, any_frame=False)
+
+    def at(seconds: float) -> int:
+        return int(max(0.0, seconds) / tb) + s0
+
+    seek(at(start))
+    if _on_keyframe_before(container, stream, start):
+        return seek(at(start))
+    back = 2.0
+    while True:
+        lo = at(start - back)
+        seek(lo)
+        key = _last_keyframe(container, stream, start)
+        if key is not None:
+            seek(key)
+            return seek(key if _on_keyframe_before(container, stream, start) else lo)
+        if start - back <= 0:
+            return seek(lo)
+        back *= 2
+
+
+def _packet_time(packet, stream) -> float | None:
+    ts = packet.pts if packet.pts is not None else packet.dts
+    return None if ts is None else float((ts - (stream.start_time or 0)) * stream.time_base)
+
+
+def _on_keyframe_before(container, stream, start: float) -> bool:
+    """Is the next packet of ``stream`` (read, so seek again) a keyframe at or before ``start``?"""
+    first = next((p for p in container.demux(stream) if _packet_time(p, stream) is not None), None)
+    return first is None or (first.is_keyframe and _packet_time(first, stream) <= start + 1e-6)
+
+
+def _last_keyframe(container, stream, start: float) -> int | None:
+    """The timestamp to seek to (decode time where there is one) of the last keyframe at or
+    before ``start``, reading packets from where the container is (None: none there)."""
+    key = None
+    for p in container.demux(stream):
+        t = _packet_time(p, stream)
+        if t is None:
+            continue
+        if t > start + 1e-6:
+            break
+        if p.is_keyframe:
+            key = p.dts if p.dts is not None else p.pts
+    return key
 
 
 def frames_between(frames: Iterable, stream, start: float, end: float) -> Iterator[tuple[float, object]]:
@@ -333,7 +394,7 @@ def read_frame_at(path: str | os.PathLike, t: float, max_side: int = 480) -> np.
             stream.thread_type = "AUTO"
             tb = stream.time_base
             start_pts = stream.start_time or 0
-            container.seek(int(max(0.0, t) / tb) + start_pts, stream=stream, backward=True)
+            seek_before(container, stream, t)
             best = None
             for frame in container.decode(stream):
                 if frame.pts is None:
