@@ -151,17 +151,21 @@ def test_bad_inputs_are_reported_recorded_and_skipped(home, colour, archive, run
     ts_bytes = ts.read_bytes()
     ts.write_bytes(ts_bytes[: int(len(ts_bytes) * 0.45)])  # header says 30 s; only the start is there
     (bad / "readme.txt").write_text("ignored: not a video extension")
+    make_video(bad / "export.h264", 3.0, [])  # a bare H.264 stream, as recorders export: no timestamps
     missing = archive / "no-such-dir"
 
     result = run_cli(runner, "ingest", archive, missing, "--model", "demo-colours", "--chunk", "10", ok=False)
     assert result.exit_code == 3, result.output  # the good files were indexed; some failed or are partial
-    assert "files: 3 indexed, 1 partial, 5 failed" in result.stdout
+    assert "files: 3 indexed, 1 partial, 6 failed" in result.stdout
     err = result.stderr
     assert "partial: " in err and "broadcast.mkv: no frames for 13.0-30.0s" in err
     assert "empty.mp4: empty file (0 bytes)" in err
     assert "notes.mp4: not a readable video" in err
     assert "cut.mp4: not a readable video" in err
     assert "audio.mp4: no video stream" in err
+    assert "export.h264: a bare h264 stream (30 frames) with no timestamps, as some recorders export it; put it in " \
+           "a container first, e.g. `ffmpeg -framerate 25 -i export.h264 -c copy export.mkv` with the camera's frame " \
+           "rate, and index that" in err
     assert "no-such-dir: no such file or directory" in err
     assert "broadcast.mkv: no frames could be decoded between" in err
     for line in err.splitlines():
@@ -169,7 +173,7 @@ def test_bad_inputs_are_reported_recorded_and_skipped(home, colour, archive, run
     # recorded in the catalog
     status = json.loads(run_cli(runner, "status", "--json").stdout)
     failed = {Path(f["path"]).name for f in status["failed_files"]}
-    assert failed == {"empty.mp4", "notes.mp4", "cut.mp4", "audio.mp4", "no-such-dir"}
+    assert failed == {"empty.mp4", "notes.mp4", "cut.mp4", "audio.mp4", "export.h264", "no-such-dir"}
     assert status["failed_chunks"] and all("broadcast.mkv" in f["path"] for f in status["failed_chunks"])
     con = duckdb.connect(str(home / "index" / "catalog.duckdb"), read_only=True)
     assert con.execute("SELECT status FROM files WHERE path LIKE '%broadcast.mkv'").fetchone()[0] == "partial"

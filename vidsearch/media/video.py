@@ -86,8 +86,15 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             fps = float(rate) if rate else None
             meta = dict(container.metadata or {})
             creation = meta.get("creation_time") or dict(stream.metadata or {}).get("creation_time")
+            untimed = 0
             if not duration:
-                duration = _duration_by_demux(container, stream)
+                duration, untimed = _duration_by_demux(container, stream)
+            if (not duration or duration <= 0) and untimed:
+                name = os.path.basename(path)
+                raise VideoError(
+                    f"{path}: a bare {stream.codec_context.name} stream ({untimed} frames) with no timestamps, as some "
+                    f"recorders export it; put it in a container first, e.g. `ffmpeg -framerate 25 -i {name} -c copy "
+                    f"{os.path.splitext(name)[0]}.mkv` with the camera's frame rate, and index that")
             if not duration or duration <= 0:
                 raise VideoError(f"{path}: no decodable video frames")
             return VideoInfo(
@@ -100,14 +107,17 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         raise VideoError(f"{path}: not a readable video ({_av_error_text(e)})") from None
 
 
-def _duration_by_demux(container, stream) -> float | None:
-    """Last packet time, for containers whose header has no duration (raw streams, some .ts)."""
-    last = None
+def _duration_by_demux(container, stream) -> tuple[float | None, int]:
+    """Last packet time, for containers whose header has no duration (some .ts), and how many
+    packets carried data but no timestamp (a bare elementary stream: all of them)."""
+    last, untimed = None, 0
     for packet in container.demux(stream):
         if packet.pts is not None and packet.time_base is not None:
             t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
             last = t if last is None else max(last, t)
-    return last
+        elif packet.size:
+            untimed += 1
+    return last, untimed
 
 
 def codec_name(stream) -> str:
