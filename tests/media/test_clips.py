@@ -5,6 +5,7 @@ must show the first red frame and start the tone at the same clip time, and its 
 advance one frame at a time (a re-encode once gave every frame time 0)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,12 @@ def sources(root: Path) -> dict[str, Path]:
         "silent": make_video(root / "silent.mp4", 12.0, red),
         "h264-mp3": make_video(root / "mp3.mp4", 12.0, red, audio="libmp3lame"),  # decoder "mp3float", codec mp3
         "ts-aac": make_video(root / "aac.ts", 12.0, red, audio="aac"),  # ADTS in MPEG-TS, copied into MP4
+        # x265: open GOPs (leading pictures before each keyframe) and B-frames; MKV gives the first
+        # packets after a seek no dts
+        "hevc-opus": make_video(root / "hevc.mkv", 12.0, red, codec="libx265", audio="libopus",
+                                options={"x265-params": "log-level=none"}),
+        "av1-flac": make_video(root / "av1.mkv", 12.0, red, codec="libsvtav1", audio="flac"),  # decoded by libdav1d
+        "mpeg2-mp2-ps": make_video(root / "mp2.mpg", 12.0, red, codec="mpeg2video", audio="mp2"),  # MPEG-PS: no index
     }
 
 
@@ -56,12 +63,13 @@ def picture_and_sound(path: Path) -> dict:
     return out
 
 
-def check_in_step(clip_path: Path, fps: float = 10.0) -> dict:
+def check_in_step(clip_path: Path, fps: float = 10.0, steady: bool = True) -> dict:
+    """``steady``: the frames advance exactly one frame at a time (a copy keeps the source's own
+    timestamps, which PyAV's MPEG-PS muxer writes half a frame off here and there)."""
     got = picture_and_sound(clip_path)
     steps = np.diff(got["times"])
-    assert np.allclose(steps, 1 / fps, atol=1e-3), steps  # one frame at a time, in order
+    assert np.all(steps > 0) and (not steady or np.allclose(steps, 1 / fps, atol=1e-3)), steps  # in order
     if got["audio"]:
-        assert got["audio"] == "aac" or got["audio"] in ("mp3float", "pcm_s16le")
         # the tone starts with the red picture, within an audio frame (~24 ms) and the video's 1 ms rounding
         assert got["tone"][0] == pytest.approx(got["red"], abs=0.03), got
         # and the sound lasts as long as the picture (to within a frame either way)
@@ -78,11 +86,14 @@ def check_in_step(clip_path: Path, fps: float = 10.0) -> dict:
     ("silent", True, "stream-copy", None),
     ("h264-mp3", True, "stream-copy", "stream-copy"),
     ("ts-aac", True, "stream-copy", "stream-copy"),
+    ("hevc-opus", True, "stream-copy", "stream-copy"),
+    ("av1-flac", True, "stream-copy", "stream-copy"),
+    ("mpeg2-mp2-ps", True, "stream-copy", "re-encode"),
 ])
 def test_clip_carries_the_sound_in_step(src, tmp_path, name, copy, video, audio):
     clip = cut_clip(str(src[name]), 4.3, 9.0, tmp_path / "c.mp4", copy=copy)
     assert (clip.method, clip.audio, clip.audio_error) == (video, audio, None)
-    got = check_in_step(clip.path)
+    got = check_in_step(clip.path, steady=not (copy and name.endswith("-ps")))
     assert (got["audio"] is None) == (audio is None)
     # the red scene starts 5 s into the source: clip time = 5 - the clip's first frame
     assert got["red"] == pytest.approx(5.0 - clip.start, abs=1e-3)
@@ -98,7 +109,7 @@ def test_browser_transcode_keeps_the_sound(src, tmp_path):
 
 
 def test_damaged_sound_never_costs_the_picture(tmp_path):
-    """Audio packets that do not decode end the clip's sound there, recorded; the picture is whole."""
+    """Audio packets that do not decode are left out, and said; the picture is whole."""
     import av
 
     good = make_video(tmp_path / "v.avi", 6.0, [(2.0, 4.0, "red")], codec="mpeg4")
@@ -119,5 +130,5 @@ def test_damaged_sound_never_costs_the_picture(tmp_path):
             out.mux(junk)
     clip = cut_clip(str(bad), 1.0, 5.0, tmp_path / "c.mp4", copy=False)
     assert clip.method == "re-encode" and clip.frames == 40
-    assert clip.audio == "re-encode" and clip.audio_error and clip.audio_error.startswith("audio ends early")
+    assert clip.audio == "re-encode" and re.fullmatch(r"the sound did not decode \(\d+ damaged packets\)", clip.audio_error)
     assert len(picture_and_sound(clip.path)["times"]) == 40

@@ -8,8 +8,8 @@ to H.264, starting exactly at the range start.
 
 A clip carries the source's first audio track over the same time, interleaved with the video:
 copied when the MP4 holds its codec as it is (AAC, MP3, Opus, FLAC, ALAC, AC-3), else decoded
-and encoded to AAC. Audio that cannot be read ends the clip's audio there (``Clip.audio_error``)
-and never fails the clip.
+and encoded to AAC. Sound that does not decode is left out, and a read error ends the clip's
+audio there (both said in ``Clip.audio_error``); neither fails the clip.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Clip:
     end: float  # source time where the clip ends
     frames: int
     audio: str | None = None  # "stream-copy" | "re-encode" | None: the source has no audio
-    audio_error: str | None = None  # why the audio stops early
+    audio_error: str | None = None  # what went wrong with the sound (damaged packets left out, an early end)
 
     def to_dict(self, root: Path) -> dict:
         d = {
@@ -73,11 +73,10 @@ def _copy_clip(src: str, start: float, end: float, target: Path) -> Clip:
         first_t = last_t = None
         n = 0
         with av.open(str(target), "w") as out:
-            ost = out.add_stream_from_template(ist)
+            ost = _copy_stream(out, ist)
             with closing(_AudioTrack(src, out, MP4_AUDIO)) as audio:
-                for pkt in inp.demux(ist):
-                    if pkt.dts is None or pkt.pts is None:
-                        continue  # the demuxer's final empty packet
+                for pkt in _with_dts(inp.demux(ist), ist):
+                    dts = pkt.dts
                     t = float((pkt.pts - s0) * tb)
                     if base is None:
                         if not pkt.is_keyframe:
@@ -85,12 +84,14 @@ def _copy_clip(src: str, start: float, end: float, target: Path) -> Clip:
                         base = pkt.pts  # the keyframe shows at clip time 0 (B-frames' dts may go below it)
                         first_t = t
                         audio.begin(float(base * tb))
-                    if n and float((pkt.dts - s0) * tb) >= end - 1e-6 and (pkt.is_keyframe or pkt.pts >= top):
+                    elif pkt.pts < base:
+                        continue  # shows before the first frame: an open GOP's leading picture, undecodable here
+                    if n and float((dts - s0) * tb) >= end - 1e-6 and (pkt.is_keyframe or pkt.pts >= top):
                         break  # past the end, and no B-frame left that shows before a frame already copied
                     top = pkt.pts if top is None else max(top, pkt.pts)
                     dur = float(pkt.duration * tb) if pkt.duration else 0.0
                     last_t = t + dur if last_t is None else max(last_t, t + dur)
-                    audio.mux_until(float((pkt.dts - base) * tb))
+                    audio.mux_until(float((dts - base) * tb))
                     pkt.pts -= base
                     pkt.dts -= base
                     pkt.stream = ost
@@ -146,6 +147,38 @@ def _reencode_clip(src: str, start: float, end: float, target: Path, browser: bo
     return Clip(target, "re-encode", first_t, last_t, n, audio.method, audio.error)
 
 
+def _with_dts(packets, stream):
+    """The packets that have a pts, each with a dts: MKV gives none to the first packets after a
+    seek, and a muxer needs one. Those wait for the next packet that has it and count back from
+    there a frame at a time (or take their pts where none ever comes)."""
+    rate = stream.average_rate or stream.guessed_rate
+    waiting: list = []
+    for pkt in packets:
+        if pkt.pts is None:
+            continue  # the demuxer's final empty packet
+        if pkt.dts is None:
+            waiting.append(pkt)
+            continue
+        for i, w in enumerate(waiting):
+            step = w.duration or (int(round(1 / (rate * stream.time_base))) if rate else 1)
+            w.dts = min(w.pts, pkt.dts - (len(waiting) - i) * step)
+            yield w
+        waiting = []
+        yield pkt
+    for w in waiting:
+        w.dts = w.pts
+        yield w
+
+
+def _copy_stream(out, ist):
+    """An output stream for ``ist``'s packets as they are: its codec parameters only, so a codec
+    this PyAV only decodes through an outside library (AV1 with libdav1d) copies too."""
+    try:
+        return out.add_stream_from_template(ist, opaque=True)
+    except TypeError:  # PyAV before the opaque argument
+        return out.add_stream_from_template(ist)
+
+
 def _h264_stream(out, ist, rate, fast: bool = False):
     """An H.264 output stream at ``rate`` with the input's size (rounded down to even)."""
     ost = out.add_stream("libx264", rate=rate)
@@ -172,14 +205,17 @@ class _AudioTrack:
     video packet so the two tracks stay interleaved; ``finish(t)`` writes the rest up to the
     clip's end. Packets are copied when the codec is in ``copyable``, else decoded, resampled
     and encoded to AAC. Alignment with the video is within one audio frame (a packet that
-    starts before time 0 is left out). A read or decode error ends the audio at that point and
-    is kept in ``error``: the video is what the clip is for."""
+    starts before time 0 is left out). A packet that does not decode is left out (counted in
+    ``error`` after the first good one); a read error ends the audio at that point (kept in
+    ``error``): the video is what the clip is for."""
 
     def __init__(self, src: str, out, copyable: frozenset[str]):
         import av
 
         self.method: str | None = None
         self.error: str | None = None
+        self.damaged = [0, 0]  # audio packets that did not decode: before the first that did, after it
+        self.decoded = 0  # audio frames decoded (re-encoding)
         self._out = out
         self._inp = None
         self._pending = None  # (clip time, packet) read but not yet written
@@ -195,7 +231,7 @@ class _AudioTrack:
         self._inp, self._ist = inp, inp.streams.audio[0]
         cc = self._ist.codec_context
         if codec_name(self._ist) in copyable:
-            self._ost = out.add_stream_from_template(self._ist)
+            self._ost = _copy_stream(out, self._ist)
             self.method = "stream-copy"
         else:
             self._ost = out.add_stream("aac", rate=cc.sample_rate or 48000, layout="mono" if cc.layout.nb_channels == 1 else "stereo")
@@ -211,6 +247,8 @@ class _AudioTrack:
         tb = ist.time_base
         self._inp.seek(max(0, int(zero / tb)), stream=ist, backward=True)
         shift = int(round(zero / tb))
+        import av
+
         encoder = self.method == "re-encode"
         rate = self._ost.rate
         written = None  # samples given to the encoder, from the first one at or after time 0
@@ -225,12 +263,19 @@ class _AudioTrack:
                 pkt.stream = self._ost
                 yield float(pkt.pts * tb), pkt
                 continue
-            for frame in ist.decode(pkt):
+            try:
+                frames = ist.decode(pkt)
+            except av.InvalidDataError:
+                # a packet cut by the seek (MPEG-PS/TS land mid-frame) or damaged: left out, as video does
+                self.damaged[written is not None] += 1
+                continue
+            for frame in frames:
                 if frame.pts is None or frame.pts < shift:
                     continue
                 if written is None:
                     written = int(round(float((frame.pts - shift) * tb) * rate))
                 frame.pts, frame.time_base = written, fractions.Fraction(1, rate)
+                self.decoded += 1
                 written += int(round(frame.samples * rate / frame.sample_rate))
                 yield from self._encoded(frame)  # PyAV converts to AAC's sample format, layout and frame size
         if encoder:
@@ -263,6 +308,11 @@ class _AudioTrack:
         """Write the packets before the clip's ``end`` (clip time); the rest are left out."""
         self.mux_until(end)
         self._pending = None
+        leading, later = self.damaged
+        if self.error is None and later:
+            self.error = f"{later} damaged audio packets left out"
+        elif self.error is None and leading and not self.decoded:
+            self.error = f"the sound did not decode ({leading} damaged packets)"
 
     def close(self) -> None:
         if self._inp is not None:
