@@ -58,3 +58,42 @@ def test_a_ts_file_is_indexed_whole(home, colour, runner, videos, tmp_path):
     assert rep["frames"] == 130 and rep["files_partial"] == 0
     rows = json.loads(run_cli(runner, "--index", tmp_path / "idx", "sql", "SELECT pts FROM frames ORDER BY pts", "--json").stdout)
     assert [r["pts"] for r in rows] == [float(t) for t in range(130)]  # 60.0 and 120.0 too, not a later frame
+
+
+class _Packet:
+    def __init__(self, ms: int, key: bool):
+        self.pts = self.dts = ms
+        self.is_keyframe = key
+        self.size = 1
+
+
+class _Container:
+    """Packets every 40 ms of a 2 h stream; seeking lands on the packet at or before the target."""
+
+    def __init__(self, key_every_ms: int | None):
+        self.key_every, self.at, self.seeks = key_every_ms, 0, []
+
+    def seek(self, ts, stream=None, backward=True, any_frame=False):
+        self.seeks.append(ts)
+        self.at = max(0, ts - ts % 40)
+
+    def demux(self, stream):
+        for ms in range(self.at, 7_200_000, 40):
+            yield _Packet(ms, bool(self.key_every) and ms % self.key_every == 0)
+
+
+def test_a_stream_that_flags_no_keyframe_is_not_read_from_its_start():
+    """No keyframe flags at all: the search stops 64 s back and decodes from where the seek lands,
+    as before (a chunk an hour in must not read the hour before it)."""
+    import fractions
+    from types import SimpleNamespace
+
+    from vidsearch.media.video import MAX_SEEK_BACK_S, seek_before
+
+    stream = SimpleNamespace(time_base=fractions.Fraction(1, 1000), start_time=0)
+    flagless = _Container(None)
+    seek_before(flagless, stream, 3600.0)
+    assert min(flagless.seeks) >= (3600 - MAX_SEEK_BACK_S) * 1000 and flagless.seeks[-1] == 3_600_000
+    keyed = _Container(1_680)  # a keyframe every 1.68 s: the one at or before the hour
+    seek_before(keyed, stream, 3600.0)
+    assert keyed.seeks[-1] == 3600_000 - 3600_000 % 1_680 and keyed.at % 1_680 == 0

@@ -120,6 +120,11 @@ def _duration_by_demux(container, stream) -> tuple[float | None, int]:
     return last, untimed
 
 
+#: how far back :func:`seek_before` looks for a keyframe before giving up (a stream that flags none
+#: would otherwise be decoded from its start for every chunk)
+MAX_SEEK_BACK_S = 64.0
+
+
 def codec_name(stream) -> str:
     """The stream's codec (``mp3``), not its decoder's name (``mp3float``)."""
     cc = stream.codec_context
@@ -132,7 +137,7 @@ def seek_before(container, stream, start: float) -> None:
     A container with an index (MP4, MOV, MKV, AVI) lands there. MPEG-TS, MPEG-PS and other
     streams without one land on some packet at or before the target, often not a keyframe, and
     decoding from there loses every frame up to the next keyframe (a chunk of a .ts file began
-    up to a GOP late). Then the packets of a window before ``start`` (2, 4, 8 ... s) are read,
+    up to a GOP late). Then the packets of a window before ``start`` (2, 4, 8 ... 64 s) are read,
     not decoded, for the last keyframe at or before it, and the seek goes to that packet's own
     timestamp (or, where the container cannot land on it, to the window's start: the decoder
     drops what comes before the keyframe)."""
@@ -150,7 +155,7 @@ def seek_before(container, stream, start: float) -> None:
     if _on_keyframe_before(container, stream, start):
         return seek(at(start))
     back = 2.0
-    while True:
+    while back <= MAX_SEEK_BACK_S:
         lo = at(start - back)
         seek(lo)
         key = _last_keyframe(container, stream, start)
@@ -160,6 +165,7 @@ def seek_before(container, stream, start: float) -> None:
         if start - back <= 0:
             return seek(lo)
         back *= 2
+    seek(at(start))  # no keyframe flags within reach (a stream that sets none): decode from where it lands
 
 
 def _packet_time(packet, stream) -> float | None:
