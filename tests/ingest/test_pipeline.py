@@ -297,7 +297,10 @@ def test_ctrl_c_keeps_finished_chunks_and_rerun_completes(home, colour, tmp_path
     for i in range(3):
         make_video(archive / f"v{i}.mp4", 60.0, [(20.0, 30.0, "red")], fps=25, size=(320, 240), seed=i)
     env = {**os.environ, "VIDSEARCH_HOME": str(home)}
-    cmd = [sys.executable, "-m", "vidsearch", "ingest", str(archive), "--model", "demo-colours", "--chunk", "5", "--batch-size", "4"]
+    # every frame, ungated: the 36 chunks take ~3 s here, so the interrupt lands seconds before the
+    # last (at 1 fps with motion gating they took 0.4 s, and a loaded machine let the run finish first)
+    cmd = [sys.executable, "-m", "vidsearch", "ingest", str(archive), "--model", "demo-colours", "--chunk", "5",
+           "--batch-size", "4", "--fps", "25", "--motion", "off"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     shards = home / "index" / "shards"
     deadline = time.time() + 60
@@ -320,7 +323,7 @@ def test_ctrl_c_keeps_finished_chunks_and_rerun_completes(home, colour, tmp_path
     rep = json.loads(again.stdout)
     assert rep["chunks_skipped"] == done_before and rep["chunks_done"] == 36 - done_before
     rows = frame_rows(home)
-    assert len(rows) == 180 and len(set(rows)) == 180
+    assert len(rows) == 4500 and len(set(rows)) == 4500
 
 
 def test_two_models_side_by_side(home, colour, tiny, archive, runner):

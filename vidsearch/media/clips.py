@@ -243,12 +243,12 @@ class _AudioTrack:
 
     def _read(self, zero: float):
         """(clip time, output packet) in time order, from ``zero`` on."""
+        import av
+
         ist = self._ist
         tb = ist.time_base
         self._inp.seek(max(0, int(zero / tb)), stream=ist, backward=True)
         shift = int(round(zero / tb))
-        import av
-
         encoder = self.method == "re-encode"
         rate = self._ost.rate
         written = None  # samples given to the encoder, from the first one at or after time 0
