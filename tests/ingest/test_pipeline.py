@@ -297,11 +297,14 @@ def test_ctrl_c_keeps_finished_chunks_and_rerun_completes(home, colour, tmp_path
     for i in range(3):
         make_video(archive / f"v{i}.mp4", 60.0, [(20.0, 30.0, "red")], fps=25, size=(320, 240), seed=i)
     env = {**os.environ, "VIDSEARCH_HOME": str(home)}
-    # every frame, ungated: the 36 chunks take ~3 s here, so the interrupt lands seconds before the
-    # last (at 1 fps with motion gating they took 0.4 s, and a loaded machine let the run finish first)
+    # every frame, ungated: the 36 chunks take ~3 s here (0.4 s at 1 fps, gated), so the interrupt
+    # lands seconds before the last
     cmd = [sys.executable, "-m", "vidsearch", "ingest", str(archive), "--model", "demo-colours", "--chunk", "5",
            "--batch-size", "4", "--fps", "25", "--motion", "off"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as at a terminal: a test run started in the background (`cmd &`) ignores SIGINT, and the
+    # ingest would inherit that and run to the end
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     shards = home / "index" / "shards"
     deadline = time.time() + 60
     while time.time() < deadline and len(list(shards.rglob("*.done")) if shards.exists() else []) < 3:
