@@ -40,7 +40,7 @@ each embedded) of 5 min of the static footage: ``--motion off``, ``auto`` (each 
 own) and, with ``--baseline DIR``, ``auto`` run from an older checkout whose gate re-embedded every
 region of a frame that changed anywhere:
 
-    git worktree add /tmp/before-per-region <commit before per-region gating>
+    git worktree add /tmp/before-per-region 54a06bc     # the commit before per-region gating
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ops/bench/motion.py --regions 3 \
         --baseline /tmp/before-per-region --work /work/bench-cache
 """
