@@ -46,8 +46,7 @@ def _decoded(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None) -> I
     the whole frame's and each tile's."""
     sampling = Sampling.parse(spec.sampling)
     if sampling.regions > 1:
-        for t, _img, crops in iter_region_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
-            yield t, crops
+        yield from iter_region_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report)
         return
     for t, img in iter_frames(spec.path, spec.start, spec.end, sampling, info.image_size, report=report):
         yield t, [center_crop(img, info.image_size)]

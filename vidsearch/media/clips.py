@@ -76,7 +76,6 @@ def _copy_clip(src: str, start: float, end: float, target: Path) -> Clip:
             ost = _copy_stream(out, ist)
             with closing(_AudioTrack(src, out, MP4_AUDIO)) as audio:
                 for pkt in _with_dts(inp.demux(ist), ist):
-                    dts = pkt.dts
                     t = float((pkt.pts - s0) * tb)
                     if base is None:
                         if not pkt.is_keyframe:
@@ -86,12 +85,12 @@ def _copy_clip(src: str, start: float, end: float, target: Path) -> Clip:
                         audio.begin(float(base * tb))
                     elif pkt.pts < base:
                         continue  # shows before the first frame: an open GOP's leading picture, undecodable here
-                    if n and float((dts - s0) * tb) >= end - 1e-6 and (pkt.is_keyframe or pkt.pts >= top):
+                    if n and float((pkt.dts - s0) * tb) >= end - 1e-6 and (pkt.is_keyframe or pkt.pts >= top):
                         break  # past the end, and no B-frame left that shows before a frame already copied
                     top = pkt.pts if top is None else max(top, pkt.pts)
                     dur = float(pkt.duration * tb) if pkt.duration else 0.0
                     last_t = t + dur if last_t is None else max(last_t, t + dur)
-                    audio.mux_until(float((dts - base) * tb))
+                    audio.mux_until(float((pkt.dts - base) * tb))
                     pkt.pts -= base
                     pkt.dts -= base
                     pkt.stream = ost

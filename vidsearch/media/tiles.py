@@ -35,14 +35,14 @@ def region_crops(img: np.ndarray, boxes: Sequence[Sequence[float]], size: int) -
 
 
 def iter_region_frames(path: str | os.PathLike, start: float, end: float, sampling: Sampling,
-                       size: int, report: DecodeReport | None = None) -> Iterator[tuple[float, np.ndarray, list[np.ndarray]]]:
-    """``(pts, decoded frame, its region crops)`` for every sampled frame: ``count(sampling.regions)``
-    crops, region 0 first (the order of :func:`~vidsearch.core.regions.layout`); the frame as
-    decoded, at the side the tiles need."""
+                       size: int, report: DecodeReport | None = None) -> Iterator[tuple[float, list[np.ndarray]]]:
+    """``(pts, its region crops)`` for every sampled frame: ``count(sampling.regions)`` crops,
+    region 0 first (the order of :func:`~vidsearch.core.regions.layout`), cut from the frame
+    decoded at the side the tiles need."""
     boxes = layout(sampling.regions)
     side = decode_side(sampling.regions, size)
     info = probe(path)
     if info.width and info.height:  # never upscale: a tile of a small source has what it has
         side = max(size, min(side, info.width, info.height))
     for t, img in iter_frames(path, start, end, sampling, side, report=report):
-        yield t, img, region_crops(img, boxes, size)
+        yield t, region_crops(img, boxes, size)
