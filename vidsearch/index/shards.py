@@ -19,12 +19,13 @@ SHA-256, so a reader can tell a damaged shard (:func:`shard_problem`). The shard
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -82,11 +83,70 @@ def source_pts(table) -> np.ndarray:
     return table.column(name).to_numpy()
 
 
+#: a temp file whose writer cannot be checked (another machine, or a name of an older version) is
+#: left alone this long after its last write: a shard or marker is written in seconds
+TEMP_MAX_AGE_S = 3600.0
+_TEMP_NAME = re.compile(r"\.(\d+)@([^@/]+)\.[0-9a-f]{32}\.tmp$")
+
+
+def _writer_tag() -> str:
+    """``<host>-<pid namespace>``: where a process id names the same process as in this one."""
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname() or "host")
+    try:
+        ns = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid")) or "0"
+    except OSError:
+        ns = "0"
+    return f"{host}-{ns}"
+
+
 def unique_name() -> str:
-    """A temp-name part no other writer uses, even on another machine sharing the directory."""
+    """A temp-name part no other writer uses, even on another machine sharing the directory:
+    ``<pid>@<host>-<pid namespace>.<uuid>``, so a leftover of a killed writer can be told from a
+    write in progress (:func:`leftover_temp`)."""
     import uuid
 
-    return uuid.uuid4().hex
+    return f"{os.getpid()}@{_writer_tag()}.{uuid.uuid4().hex}"
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # someone else's process: alive
+    try:  # killed but not yet reaped by its parent: gone all the same
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def leftover_temp(path: Path, now: float | None = None) -> bool:
+    """Is the temp file ``path`` left behind by a writer that died (SIGKILL, a lost machine)?
+    Yes when its writer was a process of this machine (and pid namespace) that is gone, or, when
+    that cannot be checked, when it was last written over :data:`TEMP_MAX_AGE_S` ago."""
+    m = _TEMP_NAME.search(path.name)
+    if m and m.group(2) == _writer_tag():
+        return int(m.group(1)) != os.getpid() and _process_gone(int(m.group(1)))
+    try:
+        return (time.time() if now is None else now) - path.stat().st_mtime > TEMP_MAX_AGE_S
+    except FileNotFoundError:
+        return False  # renamed into place or removed meanwhile
+
+
+def remove_leftover_temps(d: Path, names: Iterable[str], prefix: str = ".") -> int:
+    """Remove the temp files among ``names`` (of directory ``d``, starting with ``prefix``) that
+    :func:`leftover_temp` says were left behind; returns how many went."""
+    gone = 0
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp") and leftover_temp(d / name):
+            with contextlib.suppress(FileNotFoundError):
+                (d / name).unlink()
+                gone += 1
+    return gone
 
 
 def write_json_atomic(path: Path, data: Any, **dump_kw: Any) -> None:
@@ -252,6 +312,9 @@ class IndexStore:
         self.failed_path(spec).unlink(missing_ok=True)
         d.joinpath(f"{final.name}.damaged").unlink(missing_ok=True)
         write_json_atomic(self.marker_path(spec), marker)
+        # an earlier attempt at this chunk killed mid-write (a worker lost, SIGKILL) left its temp files
+        for name in (final.name, self.marker_path(spec).name):
+            remove_leftover_temps(d, (p.name for p in d.glob(f".{glob.escape(name)}.*.tmp")), f".{name}.")
         return marker
 
     def write_failed(self, spec: ChunkSpec, error: str) -> dict:
@@ -325,6 +388,11 @@ class IndexStore:
             return {e.name for e in os.scandir(self.video_dir(model_id, video_id))}
         except (FileNotFoundError, NotADirectoryError):
             return set()
+
+    def sweep_temps(self, model_id: str, video_id: str, names: Iterable[str]) -> int:
+        """Remove the temp files of killed writers among ``names`` (from :meth:`video_files`) of one
+        video's shard directory; returns how many went (:func:`leftover_temp`)."""
+        return remove_leftover_temps(self.video_dir(model_id, video_id), names)
 
     def read_record(self, spec: ChunkSpec) -> tuple[str, dict] | None:
         """``("done"|"failed", record)`` of one chunk from its marker (done wins); None while it has neither."""

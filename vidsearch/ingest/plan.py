@@ -162,12 +162,15 @@ def _identify(known: dict[str, tuple], path: Path) -> tuple[str, VideoInfo, int,
 
 def _done_and_stale(store: IndexStore, video_id: str, specs: Sequence[ChunkSpec], model_ids: Sequence[str]) -> tuple[set[str], list[dict]]:
     """(chunk ids of ``specs`` already done, the done markers of this video's chunks that are not
-    planned now: done earlier with other settings). One directory listing per model."""
+    planned now: done earlier with other settings). One directory listing per model, which also
+    removes the temp files writers killed mid-write left there."""
     done: set[str] = set()
     stale: list[dict] = []
     for mid in model_ids:
         mine = {s.name: s.chunk_id for s in specs if s.model_id == mid}
-        names = {n[: -len(".done")] for n in store.video_files(mid, video_id) if n.endswith(".done") and not n.startswith(".")}
+        files = store.video_files(mid, video_id)
+        store.sweep_temps(mid, video_id, files)  # what writers killed mid-write left
+        names = {n[: -len(".done")] for n in files if n.endswith(".done") and not n.startswith(".")}
         done.update(mine[n] for n in names if n in mine)
         for name in sorted(names - mine.keys()):
             rec = read_marker(store.video_dir(mid, video_id) / f"{name}.done")
