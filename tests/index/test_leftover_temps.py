@@ -88,7 +88,7 @@ def test_ingest_removes_temps_of_gone_writers_only(home, colour, archive, runner
         }
         for name in temps:
             (d / name).write_bytes(b"partial")
-        for name in (f".f.parquet.4242@elsewhere-1", ".h.parquet."):
+        for name in (".f.parquet.4242@elsewhere-1", ".h.parquet."):
             for p in d.glob(f"{name}*.tmp"):
                 os.utime(p, (old, old))
         res = ingest()

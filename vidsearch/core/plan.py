@@ -84,6 +84,10 @@ class ChunkSpec:
     #: spec that does not say, e.g. from an older submitter). Not part of the chunk id: gating
     #: changes how the rows are computed, not which rows a chunk has (docs/motion.md).
     motion: str = "off"
+    #: the video's display turn in degrees (a phone's portrait video: 90 or 270). A chunk of a
+    #: turned video is done only once its frames were taken upright (its marker says so): one
+    #: written by a version that took them on their side is redone. Not part of the chunk id.
+    rotation: int = 0
 
     @property
     def chunk_id(self) -> str:

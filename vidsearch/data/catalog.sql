@@ -52,3 +52,7 @@ ALTER TABLE chunks ADD COLUMN IF NOT EXISTS missing VARCHAR;
 -- (the rest reuse an embedding, docs/motion.md); NULL where the marker has no count (shards from before gating).
 -- A catalog that gains the column re-reads every marker once (meta key chunk_facts).
 ALTER TABLE chunks ADD COLUMN IF NOT EXISTS embedded INTEGER;
+-- Added with upright frames: degrees counter-clockwise a video's picture is turned to show it (a
+-- phone's portrait video); width x height are then as shown. NULL: probed by an older version (the
+-- next ingest probes it again, and redoes the chunks of a turned video embedded on their side).
+ALTER TABLE videos ADD COLUMN IF NOT EXISTS rotation INTEGER;

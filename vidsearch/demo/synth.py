@@ -89,8 +89,11 @@ def write_video(
     metadata: dict[str, str] | None = None,
     container_options: dict[str, str] | None = None,
     audio: tuple[str, Callable[[float], bool]] | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Encode RGB frames (one per 1/fps) into a video file; ``gop`` defaults to 2 seconds of frames.
+    ``rotation``: the display turn (degrees counter-clockwise) the container records, as a phone's
+    portrait video does; the frames are stored as given.
 
     ``options`` are the encoder's; libx264 without options gets ``preset=ultrafast, tune=zerolatency``
     (fast, no B-frames). ``audio``: ``(encoder, on)``, a 48 kHz mono track, 440 Hz wherever ``on(t)``.
@@ -111,6 +114,8 @@ def write_video(
         if options:
             stream.options = dict(options)
         stream.time_base = fractions.Fraction(1, fps)
+        if rotation:
+            stream.set_display_rotation(rotation)
         sound = _Tone(out, *audio) if audio else None
         for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")

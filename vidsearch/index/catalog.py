@@ -29,13 +29,15 @@ DDL = (Path(__file__).parent.parent / "data" / "catalog.sql").read_text()
 # -- statements --------------------------------------------------------------------------------
 SET_SCHEMA_VERSION = "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)"
 INSERT_FILES_BATCH = "INSERT OR REPLACE INTO files SELECT *, now() FROM _batch"
-UPSERT_VIDEOS_BATCH = """INSERT INTO videos SELECT *, now(), now() FROM _batch
-   ON CONFLICT (video_id) DO UPDATE SET path = excluded.path, last_seen = now()"""
+_VIDEO_COLUMNS = "video_id, path, size, duration, width, height, fps, codec, creation_time, rotation, first_seen, last_seen"
+#: a video probed again (an index from before ``rotation``) gains its turn and its size as shown
+_ON_VIDEO_CONFLICT = """ON CONFLICT (video_id) DO UPDATE SET path = excluded.path, last_seen = now(),
+   rotation = coalesce(excluded.rotation, videos.rotation), width = excluded.width, height = excluded.height"""
+UPSERT_VIDEOS_BATCH = f"INSERT INTO videos ({_VIDEO_COLUMNS}) SELECT *, now(), now() FROM _batch {_ON_VIDEO_CONFLICT}"
 INSERT_FILE = "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, now())"
-UPSERT_VIDEO = """INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), now())
-   ON CONFLICT (video_id) DO UPDATE SET path = excluded.path, last_seen = now()"""
-KNOWN_FILES = """SELECT f.path, f.size, f.mtime_ns, v.video_id, v.duration, v.width, v.height, v.fps, v.codec, v.creation_time
-   FROM files f JOIN videos v USING (video_id)"""
+UPSERT_VIDEO = f"INSERT INTO videos ({_VIDEO_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), now()) {_ON_VIDEO_CONFLICT}"
+KNOWN_FILES = """SELECT f.path, f.size, f.mtime_ns, v.video_id, v.duration, v.width, v.height, v.fps, v.codec, v.creation_time,
+   v.rotation FROM files f JOIN videos v USING (video_id)"""
 REGISTER_MODEL = "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, now())"
 MARK_PENDING = """INSERT INTO chunks (chunk_id, video_id, model_id, start_s, end_s, sampling, status, updated_at)
    VALUES (?, ?, ?, ?, ?, ?, 'pending', now()) ON CONFLICT (chunk_id) DO NOTHING"""
@@ -228,7 +230,7 @@ def _batch_schema(table: str):
     cols = {
         "files": [("path", s), ("size", i64), ("mtime_ns", i64), ("video_id", s), ("status", s), ("error", s)],
         "videos": [("video_id", s), ("path", s), ("size", i64), ("duration", f64), ("width", i32), ("height", i32),
-                   ("fps", f64), ("codec", s), ("creation_time", s)],
+                   ("fps", f64), ("codec", s), ("creation_time", s), ("rotation", i32)],
     }[table]
     return pa.schema(cols)
 
@@ -335,7 +337,8 @@ class Catalog:
     # -- files and videos -----------------------------------------------------------------
     def known_files(self) -> dict[str, tuple]:
         """Every file the catalog has identified: ``path -> (size, mtime_ns, video_id, duration,
-        width, height, fps, codec, creation_time)``, so a re-run checks a file without a query."""
+        width, height, fps, codec, creation_time, rotation)``, so a re-run checks a file without a
+        query (``rotation`` None: probed by a version that did not record it)."""
         return {r[0]: r[1:] for r in self.con.execute(KNOWN_FILES).fetchall()}
 
     def record_file(self, path: str, size: int | None, mtime_ns: int | None, video_id: str | None, status: str, error: str | None = None) -> None:
@@ -347,7 +350,7 @@ class Catalog:
 
     def upsert_video(self, video_id: str, info: dict[str, Any], size: int) -> None:
         row = (video_id, info["path"], size, info["duration"], info["width"], info["height"], info.get("fps"),
-               info.get("codec"), info.get("creation_time"))
+               info.get("codec"), info.get("creation_time"), info.get("rotation"))
         if self._buffer is not None:
             self._buffer["videos"][video_id] = row
             return

@@ -308,6 +308,7 @@ class IndexStore:
         marker = {
             "chunk_id": spec.chunk_id, **spec.to_dict(), "shard": final.name, "written_at": time.time(),
             **(extra or {}), "rows": table.num_rows, "bytes": len(data), "sha256": sha256_bytes(data),
+            "upright": True,  # frames turned as the container shows them (vidsearch.media.video.upright)
         }
         self.failed_path(spec).unlink(missing_ok=True)
         d.joinpath(f"{final.name}.damaged").unlink(missing_ok=True)
@@ -404,8 +405,12 @@ class IndexStore:
         return None
 
     def done_marker(self, spec: ChunkSpec) -> dict | None:
-        """The chunk's done marker, or None while it is not done."""
-        return read_marker(self.marker_path(spec))
+        """The chunk's done marker, or None while it is not done. A chunk of a turned video
+        (``spec.rotation``) whose marker does not say its frames were taken upright is not done."""
+        marker = read_marker(self.marker_path(spec))
+        if marker is not None and spec.rotation and not marker.get("upright"):
+            return None
+        return marker
 
     def done_shards(self, model_id: str) -> list[Path]:
         return sorted(self.done_shard(rec) for kind, rec in self.iter_records(model_id) if kind == "done")

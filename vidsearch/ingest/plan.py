@@ -138,6 +138,8 @@ def _plan_file(store: IndexStore, cat: Catalog, known: dict[str, tuple], path: P
     specs = [dataclasses.replace(s, motion=options.motion) if getattr(channel, "motion_gated", False) else s
              for channel, mid in active
              for s in channel.plan(video_id, spath, info.duration, mid, options.sampling, options.chunk_s)]
+    if info.rotation:
+        specs = [dataclasses.replace(s, rotation=info.rotation) for s in specs]
     done, old = _done_and_stale(store, video_id, specs, [mid for _, mid in active])
     plan.stale.extend(old)
     pending = [s for s in specs if s.chunk_id not in done]
@@ -149,13 +151,16 @@ def _plan_file(store: IndexStore, cat: Catalog, known: dict[str, tuple], path: P
 
 def _identify(known: dict[str, tuple], path: Path) -> tuple[str, VideoInfo, int, int]:
     """(video_id, info, size, mtime_ns) of a file: from ``known`` (:meth:`Catalog.known_files`)
-    while its size and mtime are unchanged, else probed and hashed (content-hash skipping).
-    Raises :class:`VideoError` or :class:`OSError`."""
+    while its size and mtime are unchanged, else probed and hashed (content-hash skipping). A
+    known file probed by a version that did not record its display turn is probed again (not
+    hashed). Raises :class:`VideoError` or :class:`OSError`."""
     size, mtime_ns = file_signature(path)
     row = known.get(str(path))
     if row and row[0] == size and row[1] == mtime_ns:
-        video_id, duration, width, height, fps, codec, created = row[2:]
-        return video_id, VideoInfo(str(path), duration, width, height, fps, codec, None, created), size, mtime_ns
+        video_id, duration, width, height, fps, codec, created, rotation = row[2:]
+        if rotation is None:
+            return video_id, probe(path), size, mtime_ns
+        return video_id, VideoInfo(str(path), duration, width, height, fps, codec, None, created, rotation), size, mtime_ns
     info = probe(path)  # first: a file that is no video fails here, before it is read whole
     return sha256_file(path), info, size, mtime_ns
 
@@ -163,15 +168,17 @@ def _identify(known: dict[str, tuple], path: Path) -> tuple[str, VideoInfo, int,
 def _done_and_stale(store: IndexStore, video_id: str, specs: Sequence[ChunkSpec], model_ids: Sequence[str]) -> tuple[set[str], list[dict]]:
     """(chunk ids of ``specs`` already done, the done markers of this video's chunks that are not
     planned now: done earlier with other settings). One directory listing per model, which also
-    removes the temp files writers killed mid-write left there."""
+    removes the temp files writers killed mid-write left there. For a turned video the markers
+    are read too (:meth:`IndexStore.done_marker`): a chunk embedded on its side is redone, under
+    the same shard name (replaced, not added)."""
     done: set[str] = set()
     stale: list[dict] = []
     for mid in model_ids:
-        mine = {s.name: s.chunk_id for s in specs if s.model_id == mid}
+        mine = {s.name: s for s in specs if s.model_id == mid}
         files = store.video_files(mid, video_id)
         store.sweep_temps(mid, video_id, files)  # what writers killed mid-write left
         names = {n[: -len(".done")] for n in files if n.endswith(".done") and not n.startswith(".")}
-        done.update(mine[n] for n in names if n in mine)
+        done.update(mine[n].chunk_id for n in names if n in mine and (not mine[n].rotation or store.done_marker(mine[n])))
         for name in sorted(names - mine.keys()):
             rec = read_marker(store.video_dir(mid, video_id) / f"{name}.done")
             if rec is not None:

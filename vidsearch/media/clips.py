@@ -20,7 +20,7 @@ from contextlib import closing
 from pathlib import Path
 
 from vidsearch.errors import VideoError, first_line
-from vidsearch.media.video import codec_name, frames_between, seek_before
+from vidsearch.media.video import codec_name, first_frame_turns, frames_between, seek_before
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,15 @@ def _reencode_clip(src: str, start: float, end: float, target: Path, browser: bo
         ist = inp.streams.video[0]
         ist.thread_type = "AUTO"
         rate = ist.average_rate or ist.guessed_rate or fractions.Fraction(25)
+        turns = first_frame_turns(inp, ist)  # the clip shows the picture turned as the source does
         seek_before(inp, ist, start)
         n = 0
         first_t = last_t = None
         opts = {"format": "mp4", "options": {"movflags": "+faststart"}} if browser else {}
         with av.open(str(target), "w", **opts) as out:
             ost = _h264_stream(out, ist, rate, fast=browser)
+            if turns:
+                ost.set_display_rotation(turns * 90)
             with closing(_AudioTrack(src, out, BROWSER_AUDIO if browser else MP4_AUDIO)) as audio:
                 frame_tb = 1 / fractions.Fraction(rate)
                 s0 = float((ist.start_time or 0) * ist.time_base)

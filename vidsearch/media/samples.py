@@ -54,10 +54,11 @@ def sample_frames(paths: Sequence[str | os.PathLike], n: int = 200, max_side: in
 
 
 def _read_image(path: Path) -> np.ndarray | None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)  # a phone's photo: turned as its EXIF says it is shown
             im.thumbnail((960, 960))
             return np.asarray(im.convert("RGB"))
     except (OSError, UnidentifiedImageError):

@@ -6,6 +6,7 @@ decoding goes on with the next one (:class:`DecodeReport` says what was skipped)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -31,6 +32,9 @@ class VideoInfo:
     codec: str
     frames: int | None
     creation_time: str | None
+    #: degrees counter-clockwise the decoded picture is turned to show it as recorded (a phone
+    #: held upright: 90 or 270); ``width`` x ``height`` is the picture as shown, after the turn
+    rotation: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -86,8 +90,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             fps = float(rate) if rate else None
             meta = dict(container.metadata or {})
             creation = meta.get("creation_time") or dict(stream.metadata or {}).get("creation_time")
-            untimed = 0
-            if not duration:
+            untimed, demuxed = 0, not duration
+            if demuxed:
                 duration, untimed = _duration_by_demux(container, stream)
             if (not duration or duration <= 0) and untimed:
                 name = os.path.basename(path)
@@ -97,14 +101,70 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                     f"{os.path.splitext(name)[0]}.mkv` with the camera's frame rate, and index that")
             if not duration or duration <= 0:
                 raise VideoError(f"{path}: no decodable video frames")
+            if demuxed:  # read to the end above: back to the start for the first frame
+                with contextlib.suppress(av.FFmpegError, ValueError):
+                    container.seek(0)
+            rotation = first_frame_turns(container, stream) * 90
+            if rotation in (90, 270):
+                width, height = height, width
             return VideoInfo(
                 path=path, duration=round(duration, 3), width=width, height=height, fps=fps,
                 codec=stream.codec_context.name, frames=stream.frames or None, creation_time=creation,
+                rotation=rotation,
             )
     except VideoError:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
         raise VideoError(f"{path}: not a readable video ({_av_error_text(e)})") from None
+
+
+def quarter_turns(frame) -> int:
+    """Quarter turns counter-clockwise (0-3) that show a decoded ``frame`` as recorded: the
+    container's display matrix (a phone's portrait video is stored landscape with a 90 or 270
+    degree turn), which FFmpeg hands on with every frame. Flips and odd angles are ignored."""
+    try:
+        degrees = frame.rotation
+    except (AttributeError, TypeError, ValueError):  # PyAV without display matrices
+        return 0
+    return int(round((degrees or 0) / 90.0)) % 4
+
+
+def upright(frame, width: int, height: int) -> np.ndarray:
+    """``frame`` scaled to ``width`` x ``height`` (its stored orientation) as RGB, turned as it is shown."""
+    arr = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    k = quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(arr, k)) if k else arr
+
+
+def first_frame_turns(container, stream, max_packets: int = 64) -> int:
+    """:func:`quarter_turns` of the first frame that decodes from where ``container`` is (0 when none
+    does within ``max_packets``): PyAV does not expose the stream's display matrix. The caller
+    seeks where it wants to read next."""
+    import av
+
+    turns = 0
+    try:
+        for n, packet in enumerate(container.demux(stream)):
+            frames = _decode_quietly(stream, packet)
+            if frames:
+                turns = quarter_turns(frames[0])
+                break
+            if n >= max_packets:
+                break
+    except (av.FFmpegError, ValueError):
+        pass
+    with contextlib.suppress(av.FFmpegError, ValueError):
+        stream.codec_context.flush_buffers()
+    return turns
+
+
+def _decode_quietly(stream, packet) -> list:
+    import av
+
+    try:
+        return stream.decode(packet)
+    except (av.FFmpegError, ValueError):
+        return []
 
 
 def _duration_by_demux(container, stream) -> tuple[float | None, int]:
@@ -223,7 +283,8 @@ def iter_frames(
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(pts_seconds, rgb uint8 array)`` sampled from ``[start, end)``, lazily.
 
-    The shortest side of each frame is resized to ``size`` with swscale. In fps mode the
+    The shortest side of each frame is resized to ``size`` with swscale, and the picture is turned
+    as the container says it is shown (:func:`upright`). In fps mode the
     first frame at or after each grid time ``k / fps`` is taken; in keyframes mode every
     keyframe is (and non-key frames are not even decoded). In fps mode, packets no sampled
     frame depends on are not decoded either (``skip_unneeded``, see :func:`_needed_packets`).
@@ -257,7 +318,7 @@ def iter_frames(
         for t, frame in _on_grid(frames_between(frames, stream, start, end), targets):
             if dims is None:
                 dims = resize_dims(frame.width, frame.height, size)
-            yield round(t, 3), frame.reformat(width=dims[0], height=dims[1], format="rgb24").to_ndarray()
+            yield round(t, 3), upright(frame, *dims)
     finally:
         container.close()
 
@@ -423,7 +484,7 @@ def read_frame_at(path: str | os.PathLike, t: float, max_side: int = 480) -> np.
             scale = min(1.0, max_side / max(best.width, best.height))
             w = max(2, int(best.width * scale) // 2 * 2)
             h = max(2, int(best.height * scale) // 2 * 2)
-            return best.reformat(width=w, height=h, format="rgb24").to_ndarray()
+            return upright(best, w, h)
     except VideoError:
         raise
     except (av.FFmpegError, OSError, IndexError) as e:

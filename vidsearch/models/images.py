@@ -13,11 +13,11 @@ from vidsearch.models.contract import ModelInfo
 
 def load_image_pixels(path: str | Path, info: ModelInfo) -> np.ndarray:
     """An image file as the image tower's input [1,3,S,S]: shortest side to S, centre crop, mean/std."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = ImageOps.exif_transpose(im).convert("RGB")  # a phone's photo: turned as its EXIF says it is shown
             w, h = resize_dims(im.width, im.height, info.image_size)
             arr = np.asarray(im.resize((w, h), Image.BICUBIC))
     except (OSError, UnidentifiedImageError, ValueError) as e:
