@@ -187,6 +187,27 @@ def test_bad_inputs_are_reported_recorded_and_skipped(home, colour, archive, run
     assert frame_rows(home) == rows
 
 
+def test_a_ts_whose_timestamps_start_again_is_one_line_not_half_indexed(home, colour, tmp_path, runner):
+    """Two recordings joined with `cat` into one .ts: its times name two moments (FFmpeg's duration and
+    seeks see the second one), so it is refused with the remux that fixes it, not indexed mixed up."""
+    seg1 = make_video(tmp_path / "seg1.ts", 20.0, [(5.0, 10.0, "red")], seed=1)
+    seg2 = make_video(tmp_path / "seg2.ts", 30.0, [(8.0, 14.0, "blue")], seed=2)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "joined.ts").write_bytes(seg1.read_bytes() + seg2.read_bytes())
+    shutil.copy(seg2, archive / "plain.ts")
+    result = run_cli(runner, "ingest", archive, "--model", "demo-colours", "--chunk", "10", ok=False)
+    assert result.exit_code == 3, result.output
+    assert "joined.ts: its timestamps start again after 19.9s (recordings joined into one file, or a recorder " \
+           "restarted), so a time in it names two moments; remux it with `ffmpeg -i joined.ts -c copy joined.mkv` " \
+           "(continuous times, no re-encoding) and index that" in result.stderr
+    assert "files: 1 indexed, 0 partial, 1 failed" in result.stdout
+    assert spans(query(runner, "blue")) == {("plain.ts", 8.0, 14.0)}
+    assert {Path(r["path"]).name for r in query(runner, "red")} <= {"plain.ts"}  # nothing of the joined file
+    status = json.loads(run_cli(runner, "status", "--json").stdout)
+    assert {Path(f["path"]).name for f in status["failed_files"]} == {"joined.ts"}
+
+
 def test_only_bad_input_exits_nonzero(home, colour, tmp_path, runner):
     (tmp_path / "a.mp4").write_bytes(b"")
     result = run_cli(runner, "ingest", tmp_path / "a.mp4", "--model", "demo-colours", ok=False)

@@ -18,7 +18,7 @@ from vidsearch.index.catalog import Catalog
 from vidsearch.index.channel import Channel
 from vidsearch.index.shards import IndexStore, read_marker
 from vidsearch.ingest import channels
-from vidsearch.media.video import VideoInfo, file_signature, probe
+from vidsearch.media.video import VideoInfo, file_signature, probe, timestamp_restart
 from vidsearch.models.contract import ModelInfo, sha256_file
 
 
@@ -162,6 +162,12 @@ def _identify(known: dict[str, tuple], path: Path) -> tuple[str, VideoInfo, int,
             return video_id, probe(path), size, mtime_ns
         return video_id, VideoInfo(str(path), duration, width, height, fps, codec, None, created, rotation), size, mtime_ns
     info = probe(path)  # first: a file that is no video fails here, before it is read whole
+    restart = timestamp_restart(path)
+    if restart is not None:
+        raise VideoError(
+            f"{path}: its timestamps start again after {restart:.1f}s (recordings joined into one file, or a recorder "
+            f"restarted), so a time in it names two moments; remux it with `ffmpeg -i {path.name} -c copy "
+            f"{path.stem}.mkv` (continuous times, no re-encoding) and index that")
     return sha256_file(path), info, size, mtime_ns
 
 

@@ -118,6 +118,38 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         raise VideoError(f"{path}: not a readable video ({_av_error_text(e)})") from None
 
 
+#: containers whose timestamps can start again mid-file: MPEG-TS and MPEG-PS (segments joined
+#: with ``cat``, a recorder restarted mid-file)
+RESTARTING_FORMATS = frozenset({"mpegts", "mpeg"})
+#: a step back in decode time larger than this (seconds) is a restart, not jitter
+RESTART_S = 1.0
+
+
+def timestamp_restart(path: str | os.PathLike) -> float | None:
+    """The time (seconds into the file) after which the video's timestamps start again from an
+    earlier time, or None. In such a file a time names two moments, and FFmpeg's duration and
+    seeks see one of them. Only MPEG-TS/PS are read, every packet's header (about as fast as
+    hashing the file); an error on the way ends the check (probe has said what it can read)."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not set(container.format.name.split(",")) & RESTARTING_FORMATS or not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            tb, s0, top = stream.time_base, stream.start_time or 0, None
+            for packet in container.demux(stream):
+                ts = packet.dts if packet.dts is not None else packet.pts
+                if ts is None:
+                    continue
+                if top is not None and (top - ts) * tb > RESTART_S:
+                    return round(float((top - s0) * tb), 3)
+                top = ts if top is None else max(top, ts)
+    except (av.FFmpegError, OSError, ValueError):
+        pass
+    return None
+
+
 def quarter_turns(frame) -> int:
     """Quarter turns counter-clockwise (0-3) that show a decoded ``frame`` as recorded: the
     container's display matrix (a phone's portrait video is stored landscape with a 90 or 270
