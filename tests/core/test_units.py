@@ -62,6 +62,8 @@ def test_progress_counts_each_second_of_video_once_with_ocr():
 def test_video_names():
     assert is_video_name("a.MP4") and is_video_name("b.mkv") and is_video_name("c.ts")
     assert not is_video_name("notes.txt") and not is_video_name(".hidden.mp4") and not is_video_name("mp4")
+    # what cameras, DVD rips, broadcast and recorders write
+    assert all(is_video_name(n) for n in ("00001.MTS", "VTS_01_1.VOB", "clip.MXF", "cam.264", "x.h265", "MOV001.MOD"))
 
 
 def test_preprocess_shapes_and_normalisation():

@@ -74,6 +74,10 @@ def make_progress(quiet: bool):
 def ingest_cmd(ctx, paths, model, providers, fps, keyframes, regions, chunk_s, batch_size, ocr, tags, motion, backend, broker, wait, quiet, as_json):
     """Index the videos under PATHS (directories are walked recursively).
 
+    A walk picks up video file names, in any case: .mp4 .mov .mkv .avi .ts .mts .m2ts .mpg .vob
+    .mxf .wmv .webm .flv .3gp .dav, bare .h264/.264/.hevc/.265 and the like (hidden entries are
+    skipped); a file named in PATHS is tried whatever its name.
+
     Re-running on the same archive with the same model and settings does nothing; new files
     are picked up incrementally. Bad files are reported and recorded; the rest goes on. A file
     whose frames do not cover its length (damaged or truncated) is indexed as far as it decodes

@@ -13,8 +13,10 @@ from typing import Any
 from vidsearch.core.regions import check_grid
 
 DEFAULT_CHUNK_S = 60.0
+#: the file names a directory walk picks up (any case); a file named on the command line is tried whatever its name
 VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .avi .webm .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .dav .h264 .hevc".split()
+    ".mp4 .m4v .mov .mkv .avi .webm .mpg .mpeg .vob .ts .mts .m2ts .m2t .mxf .wmv .asf .flv .f4v .3gp .3g2 .ogv "
+    ".mod .tod .divx .rm .rmvb .dav .h264 .264 .hevc .h265 .265 .mjpeg .mjpg".split()
 )
 
 
