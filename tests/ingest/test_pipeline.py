@@ -208,6 +208,42 @@ def test_a_ts_whose_timestamps_start_again_is_one_line_not_half_indexed(home, co
     assert {Path(f["path"]).name for f in status["failed_files"]} == {"joined.ts"}
 
 
+def test_a_replaced_file_is_indexed_anew_and_its_old_content_leaves(home, colour, archive, runner):
+    """A file replaced by other content (a re-export): the new content is indexed, and the old one
+    leaves the index once that is done, since its ranges would be shown and cut from the new file.
+    A file that only fails to read keeps what was indexed of it."""
+    ingest(runner, archive)
+    assert ("morning.mp4", 10.0, 18.0) in spans(query(runner, "red"))
+    morning = archive / "cam-a" / "morning.mp4"
+    old = sorted(v for v, _ in frame_rows(home))
+    good = morning.read_bytes()
+
+    morning.write_text("not a video any more\n" * 100)  # unreadable now: nothing of it is dropped
+    res = ingest(runner, archive, ok=False)
+    assert res.exit_code == 3 and "replaced:" not in res.stderr
+    assert spans(query(runner, "red")) == {("morning.mp4", 10.0, 18.0), ("noon.mp4", 20.0, 26.0)}
+    assert sorted(v for v, _ in frame_rows(home)) == old
+
+    morning.write_bytes(good)  # back as it was: nothing to redo, nothing replaced
+    res = ingest(runner, archive)
+    assert report(res)["chunks_done"] == 0 and "replaced:" not in res.stderr
+
+    make_video(morning, 20.0, [(4.0, 9.0, "red")], seed=7)  # re-exported: other content at the same path
+    res = ingest(runner, archive)
+    rep = report(res)
+    [gone] = rep["replaced"]
+    assert (gone["path"], gone["chunks"]) == (str(morning), 4)
+    assert f"replaced: {morning}: its content changed since it was indexed; the old content ({gone['video_id'][:12]}, " \
+           "4 chunks) left the index" in res.stderr
+    assert spans(query(runner, "red")) == {("morning.mp4", 4.0, 9.0), ("noon.mp4", 20.0, 26.0)}
+    rows = frame_rows(home)
+    assert gone["video_id"] not in {v for v, _ in rows} and len(rows) == len(old) - 40 + 20
+    assert not list((home / "index" / "shards").rglob(f"{gone['video_id']}/*"))
+    videos = json.loads(run_cli(runner, "status", "--json", "--videos").stdout)
+    assert videos["videos"] == 3
+    assert report(ingest(runner, archive))["replaced"] == []
+
+
 def test_only_bad_input_exits_nonzero(home, colour, tmp_path, runner):
     (tmp_path / "a.mp4").write_bytes(b"")
     result = run_cli(runner, "ingest", tmp_path / "a.mp4", "--model", "demo-colours", ok=False)

@@ -150,6 +150,9 @@ def _summarise(report, *, as_json: bool, ocr: bool, tags: bool) -> None:
         for f in report.failures:
             where = f" [{f.start:.0f}-{f.end:.0f}s]" if f.start is not None else ""
             click.echo(f"failed: {f.error}{where}", err=True)
+    for r in report.replaced:
+        click.echo(f"replaced: {escape_line(r['path'])}: its content changed since it was indexed; the old "
+                   f"content ({r['video_id'][:12]}, {r['chunks']} chunks) left the index", err=True)
     for p in report.partial_files:  # also with --json: stdout stays JSON
         gaps = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in p["missing"])
         click.echo(f"partial: {escape_line(p['path'])}: no frames for {gaps} ({p['missing_s']:.1f}s; damaged or truncated video)", err=True)

@@ -66,6 +66,11 @@ VIDEO_PATHS = "SELECT video_id, path FROM videos"
 VIDEO_META = "SELECT video_id, path, duration, creation_time FROM videos"
 CHUNK_COUNT = "SELECT count(*) FROM chunks"
 DELETE_CHUNK = "DELETE FROM chunks WHERE chunk_id = ?"
+#: videos no file holds any more: another content was identified at their path since
+ORPHANED_VIDEOS = """SELECT video_id, path FROM videos v
+   WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.video_id = v.video_id) ORDER BY path"""
+DELETE_VIDEO_CHUNKS = "DELETE FROM chunks WHERE video_id = ?"
+DELETE_VIDEO = "DELETE FROM videos WHERE video_id = ?"
 REQUEUE_FAILED = "UPDATE chunks SET status = 'pending', error = NULL, updated_at = now() WHERE chunk_id = ? AND status = 'failed'"
 SYNC_CHUNKS = """INSERT OR REPLACE INTO chunks
    (chunk_id, video_id, model_id, start_s, end_s, sampling, status, frames, shard, error, updated_at, covered_s, missing_s, missing,
@@ -394,6 +399,16 @@ class Catalog:
         rows = [[c] for c in chunk_ids]
         if rows:
             self.con.executemany(REQUEUE_FAILED, rows)
+
+    def orphaned_videos(self) -> dict[str, str]:
+        """``video_id -> path`` of the videos no file holds any more: a scan identified other content
+        at their path (a file that only fails to read keeps its last content, :meth:`record_file`)."""
+        return dict(self.con.execute(ORPHANED_VIDEOS).fetchall())
+
+    def forget_video(self, video_id: str) -> None:
+        """Drop a video and its chunks from the catalog (its shards are removed by the caller)."""
+        self.con.execute(DELETE_VIDEO_CHUNKS, [video_id])
+        self.con.execute(DELETE_VIDEO, [video_id])
 
     def forget_chunks(self, chunk_ids: Iterable[str]) -> None:
         rows = [[c] for c in chunk_ids]

@@ -350,6 +350,24 @@ class IndexStore:
         """The shard file a done marker (as :meth:`iter_records` reads it) names."""
         return Path(rec["_dir"]) / rec.get("shard", "")
 
+    def remove_video(self, video_id: str) -> int:
+        """Remove every chunk of ``video_id``, of every model and channel: markers first (a chunk
+        stops being done before its shard goes), then the rest of its directories. Returns how
+        many chunks were done."""
+        done = 0
+        for slug in self.model_slugs():
+            d = self.video_dir(slug, video_id)
+            try:
+                entries = sorted(d.iterdir(), key=lambda p: not p.name.endswith((".done", ".failed")))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for p in entries:
+                done += p.name.endswith(".done") and not p.name.startswith(".")
+                p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        return done
+
     def remove_chunk(self, spec: ChunkSpec) -> None:
         for p in (self.marker_path(spec), self.shard_path(spec), self.failed_path(spec)):
             p.unlink(missing_ok=True)

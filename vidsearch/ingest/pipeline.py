@@ -34,15 +34,23 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
 
     Chunks of these videos done earlier with other settings (sampling, chunk length) are
     removed only once the new plan has completely run (``complete``), so an interrupted
-    re-index never leaves a video with fewer frames than before.
+    re-index never leaves a video with fewer frames than before. So is the content that no file
+    holds any more because another was identified at its path (a file replaced): its frames would
+    be shown and cut from the new file.
     """
-    remove_stale = complete and not report.pending and bool(plan.stale)
+    settled = complete and not report.pending
+    remove_stale = settled and bool(plan.stale)
     if remove_stale:
         for rec in plan.stale:
             store.remove_chunk(ChunkSpec.from_dict(rec))
     with Catalog(store) as cat:
         if remove_stale:
             cat.forget_chunks(r["chunk_id"] for r in plan.stale)
+        if settled:  # content no scanned file holds any more (its file was replaced): out of the index
+            for video_id, path in cat.orphaned_videos().items():
+                chunks = store.remove_video(video_id)
+                cat.forget_video(video_id)
+                report.replaced.append({"path": path, "video_id": video_id, "chunks": chunks})
         sync_catalog(cat, [*plan.todo, *plan.unsynced])  # the markers this run (or a killed one) wrote, not the whole index
         cat.settle_files(plan.videos, plan.model_ids)
         count_files(report, cat.file_gaps(plan.videos, plan.model_ids), {f.path for f in plan.failures if f.start is None})

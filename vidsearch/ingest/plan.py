@@ -127,7 +127,11 @@ def _plan_file(store: IndexStore, cat: Catalog, known: dict[str, tuple], path: P
     except (VideoError, OSError) as e:
         msg = str(e) if isinstance(e, VideoError) else f"{spath}: cannot read file ({e.strerror or e})"
         plan.failures.append(Failure(spath, msg))
-        cat.record_file(spath, *_sig_or_none(path), None, "failed", msg)
+        before = known.get(spath)
+        if before:  # a read error is no proof the content changed: the path keeps its last content (and is identified again next time)
+            cat.record_file(spath, None, None, before[2], "failed", msg)
+        else:
+            cat.record_file(spath, *_sig_or_none(path), None, "failed", msg)
         return []
     cat.upsert_video(video_id, info.to_dict(), size)
     if video_id in plan.videos:  # the same content at another path: index it once
