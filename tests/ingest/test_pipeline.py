@@ -244,6 +244,36 @@ def test_a_replaced_file_is_indexed_anew_and_its_old_content_leaves(home, colour
     assert report(ingest(runner, archive))["replaced"] == []
 
 
+def test_a_file_that_changes_after_planning_is_not_indexed_under_its_old_id(home, colour, archive, runner):
+    """A file still being written (or replaced) between planning and its chunks: they fail in one
+    line each, and the next ingest indexes what is there then, once."""
+    from vidsearch.index.shards import IndexStore
+    from vidsearch.ingest.local import LocalBackend
+    from vidsearch.ingest.pipeline import ingest as run_ingest
+    from vidsearch.ingest.plan import IngestOptions
+    from vidsearch.models.encoder import Encoder
+
+    evening = archive / "cam-b" / "evening.mp4"
+    encoder = Encoder.load("demo-colours")
+
+    def grow(plan):
+        assert any(s.path == str(evening) and s.size == evening.stat().st_size for s in plan.todo)
+        with open(evening, "ab") as f:  # a recorder still writing it
+            f.write(b"\0" * 1000)
+
+    rep = run_ingest([archive], IndexStore(home / "index"), encoder.info, LocalBackend(encoder),
+                     IngestOptions(chunk_s=10.0), on_plan=grow)
+    failed = [f for f in rep.failures if f.path == str(evening)]
+    assert len(failed) == 3 and rep.chunks_done == 7
+    assert "changed since its chunks were planned" in failed[0].error and "still being written, or replaced?" in failed[0].error
+    assert "evening.mp4" not in {n for n, _, _ in spans(query(runner, "green"))}  # nothing under the id of what was planned
+
+    res = report(ingest(runner, archive))
+    assert (res["chunks_done"], res["chunks_failed"], res["replaced"]) == (3, 0, [])
+    assert spans(query(runner, "green")) == {("evening.mp4", 12.0, 20.0)}
+    assert len({v for v, _ in frame_rows(home)}) == 3
+
+
 def test_only_bad_input_exits_nonzero(home, colour, tmp_path, runner):
     (tmp_path / "a.mp4").write_bytes(b"")
     result = run_cli(runner, "ingest", tmp_path / "a.mp4", "--model", "demo-colours", ok=False)

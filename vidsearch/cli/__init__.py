@@ -15,7 +15,7 @@ from .base import cli
 #: the commands one module defines alone (``model`` is extended by cmd_export: every module loads)
 cli.modules = {
     "classify": "cmd_classify", "demo": "cmd_demo", "doctor": "cmd_doctor", "events": "cmd_events",
-    "export": "cmd_evidence", "ingest": "cmd_ingest", "query": "cmd_query", "serve": "cmd_serve",
+    "export": "cmd_evidence", "forget": "cmd_forget", "ingest": "cmd_ingest", "query": "cmd_query", "serve": "cmd_serve",
     "sql": "cmd_sql", "status": "cmd_status", "worker": "cmd_worker",
 }
 

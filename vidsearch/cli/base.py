@@ -177,3 +177,8 @@ def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> N
     click.echo("  ".join("-" * w for w in widths))
     for c in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 chunk``, ``3 chunks``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -90,6 +90,10 @@ class ChunkSpec:
     #: turned video is done only once its frames were taken upright (its marker says so): one
     #: written by a version that took them on their side is redone. Not part of the chunk id.
     rotation: int = 0
+    #: the file's size in bytes when the chunk was planned: a chunk whose file has another size
+    #: when it runs (still being written, replaced) fails rather than index other content under
+    #: this video's id. Not part of the chunk id; None: not recorded (an older submitter).
+    size: int | None = None
 
     @property
     def chunk_id(self) -> str:

@@ -71,6 +71,11 @@ ORPHANED_VIDEOS = """SELECT video_id, path FROM videos v
    WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.video_id = v.video_id) ORDER BY path"""
 DELETE_VIDEO_CHUNKS = "DELETE FROM chunks WHERE video_id = ?"
 DELETE_VIDEO = "DELETE FROM videos WHERE video_id = ?"
+FILE_VIDEOS = "SELECT path, video_id FROM files ORDER BY path"
+DELETE_FILE = "DELETE FROM files WHERE path = ?"
+#: a video whose path was forgotten while another file holds the same content: named by that file
+REPOINT_VIDEOS = """UPDATE videos SET path = (SELECT min(f.path) FROM files f WHERE f.video_id = videos.video_id)
+   WHERE path NOT IN (SELECT path FROM files) AND EXISTS (SELECT 1 FROM files f WHERE f.video_id = videos.video_id)"""
 REQUEUE_FAILED = "UPDATE chunks SET status = 'pending', error = NULL, updated_at = now() WHERE chunk_id = ? AND status = 'failed'"
 SYNC_CHUNKS = """INSERT OR REPLACE INTO chunks
    (chunk_id, video_id, model_id, start_s, end_s, sampling, status, frames, shard, error, updated_at, covered_s, missing_s, missing,
@@ -404,6 +409,17 @@ class Catalog:
         """``video_id -> path`` of the videos no file holds any more: a scan identified other content
         at their path (a file that only fails to read keeps its last content, :meth:`record_file`)."""
         return dict(self.con.execute(ORPHANED_VIDEOS).fetchall())
+
+    def file_videos(self) -> dict[str, str | None]:
+        """``path -> video_id`` of every file the catalog knows (None: it never read as a video)."""
+        return dict(self.con.execute(FILE_VIDEOS).fetchall())
+
+    def forget_files(self, paths: Iterable[str]) -> None:
+        """Drop these paths; a video another file still holds is named by that file from now on."""
+        rows = [[p] for p in paths]
+        if rows:
+            self.con.executemany(DELETE_FILE, rows)
+            self.con.execute(REPOINT_VIDEOS)
 
     def forget_video(self, video_id: str) -> None:
         """Drop a video and its chunks from the catalog (its shards are removed by the caller)."""

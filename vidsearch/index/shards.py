@@ -350,11 +350,21 @@ class IndexStore:
         """The shard file a done marker (as :meth:`iter_records` reads it) names."""
         return Path(rec["_dir"]) / rec.get("shard", "")
 
-    def remove_video(self, video_id: str) -> int:
+    def video_chunks(self, video_id: str) -> dict[str, int]:
+        """``model or channel id -> done chunks`` of ``video_id`` (one directory read per model)."""
+        out: dict[str, int] = {}
+        for slug in self.model_slugs():
+            names = [n for n in self.video_files(slug, video_id) if n.endswith(".done") and not n.startswith(".")]
+            if names:
+                rec = next((r for r in (read_marker(self.video_dir(slug, video_id) / n) for n in names) if r), {})
+                out[rec.get("model_id", slug)] = len(names)
+        return out
+
+    def remove_video(self, video_id: str) -> dict[str, int]:
         """Remove every chunk of ``video_id``, of every model and channel: markers first (a chunk
-        stops being done before its shard goes), then the rest of its directories. Returns how
-        many chunks were done."""
-        done = 0
+        stops being done before its shard goes), then the rest of its directories. Returns what
+        :meth:`video_chunks` said before."""
+        chunks = self.video_chunks(video_id)
         for slug in self.model_slugs():
             d = self.video_dir(slug, video_id)
             try:
@@ -362,11 +372,10 @@ class IndexStore:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for p in entries:
-                done += p.name.endswith(".done") and not p.name.startswith(".")
                 p.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 d.rmdir()
-        return done
+        return chunks
 
     def remove_chunk(self, spec: ChunkSpec) -> None:
         for p in (self.marker_path(spec), self.shard_path(spec), self.failed_path(spec)):

@@ -23,7 +23,7 @@ from vidsearch.index.channel import AliasView, Fill, ShardView, View
 from vidsearch.index.shards import IndexStore, frames_schema, model_slug
 from vidsearch.media.prefetch import Prefetch, prefetch
 from vidsearch.media.tiles import iter_region_frames
-from vidsearch.media.video import DecodeReport, iter_frames
+from vidsearch.media.video import DecodeReport, check_size, iter_frames
 from vidsearch.models.contract import ModelInfo
 
 
@@ -67,6 +67,7 @@ def gated_frames(spec: ChunkSpec, info: ModelInfo, report: DecodeReport | None =
                  gate: RegionGates | None = None) -> Iterator[tuple[float, list[np.ndarray], list[bool]]]:
     """(pts, crops, embed? per crop) per sampled frame: False where ``gate`` says the crop's region
     may reuse its last embedding (all True without a gate)."""
+    check_size(spec.path, spec.size)
     for t, crops in _decoded(spec, info, report):
         yield t, crops, [True] * len(crops) if gate is None else gate.decide(t, crops)
 
@@ -156,6 +157,7 @@ def embed_chunk(
         frames = frames or start_decoding(spec, encoder.info, batch_size)
         try:
             rows = embed_frames(frames, encoder, batch_size)
+            check_size(spec.path, spec.size)  # and not while it was read
         except VideoError as e:
             store.write_failed(spec, str(e))
             raise

@@ -11,11 +11,12 @@ import time
 from typing import Callable, Protocol, Sequence
 
 from vidsearch.core.plan import ChunkSpec
-from vidsearch.errors import disk_faults, one_line, storage_error
+from vidsearch.errors import disk_faults, one_line
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.lock import writer_lock
 from vidsearch.index.shards import IndexStore
-from vidsearch.ingest.channels import channel_for, sync_catalog
+from vidsearch.ingest.channels import sync_catalog
+from vidsearch.ingest.forget import drop_videos, refresh_channels
 from vidsearch.ingest.plan import IngestOptions, IngestPlan, prepare
 from vidsearch.ingest.report import IngestReport, count_files
 from vidsearch.models.contract import ModelInfo
@@ -46,24 +47,16 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
     with Catalog(store) as cat:
         if remove_stale:
             cat.forget_chunks(r["chunk_id"] for r in plan.stale)
+        dropped_models: set[str] = set()
         if settled:  # content no scanned file holds any more (its file was replaced): out of the index
-            for video_id, path in cat.orphaned_videos().items():
-                chunks = store.remove_video(video_id)
-                cat.forget_video(video_id)
-                report.replaced.append({"path": path, "video_id": video_id, "chunks": chunks})
+            dropped, dropped_models = drop_videos(store, cat, cat.orphaned_videos())
+            report.replaced = [d for d in dropped if d["chunks"]]  # content with nothing indexed goes unsaid
         sync_catalog(cat, [*plan.todo, *plan.unsynced])  # the markers this run (or a killed one) wrote, not the whole index
         cat.settle_files(plan.videos, plan.model_ids)
         count_files(report, cat.file_gaps(plan.videos, plan.model_ids), {f.path for f in plan.failures if f.start is None})
     if complete and report.model_id:
         # bring the query-side copies up to date now (only what changed) so the next query does not pay
-        try:
-            for model_id in plan.model_ids:
-                channel_for(model_id).refresh(store, model_id)
-        except Exception as e:  # noqa: BLE001 - the query rebuilds them; the ingest itself succeeded
-            fault = storage_error(e, store.root / "matrix")
-            if fault is not None:  # the next query could not write them either
-                raise fault from None
-            log.warning("query-side copies not updated (%s); the next query will update them", one_line(e))
+        refresh_channels(store, [*plan.model_ids, *dropped_models])
 
 
 def ingest(

@@ -142,8 +142,7 @@ def _plan_file(store: IndexStore, cat: Catalog, known: dict[str, tuple], path: P
     specs = [dataclasses.replace(s, motion=options.motion) if getattr(channel, "motion_gated", False) else s
              for channel, mid in active
              for s in channel.plan(video_id, spath, info.duration, mid, options.sampling, options.chunk_s)]
-    if info.rotation:
-        specs = [dataclasses.replace(s, rotation=info.rotation) for s in specs]
+    specs = [dataclasses.replace(s, rotation=info.rotation, size=size) for s in specs]
     done, old = _done_and_stale(store, video_id, specs, [mid for _, mid in active])
     plan.stale.extend(old)
     pending = [s for s in specs if s.chunk_id not in done]

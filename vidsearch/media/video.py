@@ -150,6 +150,20 @@ def timestamp_restart(path: str | os.PathLike) -> float | None:
     return None
 
 
+def check_size(path: str | os.PathLike, size: int | None) -> None:
+    """Raise :class:`VideoError` when the file no longer has the ``size`` (bytes) it had when its
+    chunks were planned: it is still being written, or was replaced. None: not recorded."""
+    if size is None:
+        return
+    try:
+        now = os.path.getsize(path)
+    except OSError as e:
+        raise VideoError(f"{path}: cannot read file ({e.strerror or e})") from None
+    if now != size:
+        raise VideoError(f"{path}: changed since its chunks were planned ({size} bytes, now {now}): still being "
+                         "written, or replaced? run the ingest again once it is complete")
+
+
 def quarter_turns(frame) -> int:
     """Quarter turns counter-clockwise (0-3) that show a decoded ``frame`` as recorded: the
     container's display matrix (a phone's portrait video is stored landscape with a 90 or 270

@@ -26,7 +26,7 @@ from vidsearch.errors import ModelError, UserError, VideoError
 from vidsearch.index.channel import ShardView, View
 from vidsearch.index.shards import IndexStore
 from vidsearch.media.prefetch import prefetch
-from vidsearch.media.video import DecodeReport, iter_frames, probe
+from vidsearch.media.video import DecodeReport, check_size, iter_frames, probe
 from vidsearch.ocr import textcache
 from vidsearch.ocr.schema import TEXT_DIM, text_schema
 
@@ -150,6 +150,7 @@ def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cu
     rows: list[tuple[float, object]] = []
     report, decoded = DecodeReport(), []  # decoded: every decoded frame's time (coverage)
     try:
+        check_size(spec.path, spec.size)
         info = probe(spec.path)
         size = decode_size(info.width, info.height, reader.max_side)
         grid = Sampling.parse(spec.sampling)
@@ -160,6 +161,7 @@ def ocr_chunk(spec: ChunkSpec, store: IndexStore, reader=None, embedder=None, cu
             sampled.append(float(t))
             n_cuts += reason == "cut"
             rows.extend((float(t), line) for line in reader.read(img))
+        check_size(spec.path, spec.size)  # and not while it was read
     except VideoError as e:  # labelled: the image chunk of the same range usually fails alike
         err = VideoError(f"{e} (reading on-screen text)")
         store.write_failed(spec, str(err))

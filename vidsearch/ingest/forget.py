@@ -1,0 +1,89 @@
+"""Taking content out of the index: `vidsearch forget` (files the user names, or those gone from
+disk), and the content a replaced file no longer holds (:func:`vidsearch.ingest.pipeline.finish`).
+
+A video (content) leaves the index when no file the catalog knows holds it any more: its chunks
+go from the shards of every model and channel (markers first, so a reader never sees a done
+chunk without its shard), its rows from the catalog, and the query-side copies of the models it
+had are brought up to date. The video files themselves, case folders and exported evidence are
+never touched.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from vidsearch.errors import UserError, disk_faults, one_line, storage_error
+from vidsearch.index.catalog import Catalog
+from vidsearch.index.lock import writer_lock
+from vidsearch.index.shards import IndexStore
+from vidsearch.ingest.channels import channel_for, sync_catalog
+
+log = logging.getLogger(__name__)
+
+
+def drop_videos(store: IndexStore, cat: Catalog, videos: dict[str, str]) -> tuple[list[dict], set[str]]:
+    """Remove each video (``video_id -> path``) from the shards and the catalog. Returns
+    ``({"path", "video_id", "chunks"} each, the model and channel ids that had chunks of them)``."""
+    dropped: list[dict] = []
+    models: set[str] = set()
+    for video_id, path in videos.items():
+        chunks = store.remove_video(video_id)
+        cat.forget_video(video_id)
+        models.update(chunks)
+        dropped.append({"path": path, "video_id": video_id, "chunks": sum(chunks.values())})
+    return dropped, models
+
+
+def refresh_channels(store: IndexStore, model_ids: Iterable[str]) -> None:
+    """Bring the query-side copies of these models and channels up to date (the search matrix, the
+    text cache, the tag ranges). A failure other than a disk fault is left to the next query."""
+    try:
+        for model_id in sorted(set(model_ids)):
+            channel_for(model_id).refresh(store, model_id)
+    except Exception as e:  # noqa: BLE001 - the query rebuilds them; the removal itself is done
+        fault = storage_error(e, store.root / "matrix")
+        if fault is not None:
+            raise fault from None
+        log.warning("query-side copies not updated (%s); the next query will update them", one_line(e))
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: bool = False,
+           dry_run: bool = False) -> dict:
+    """Take files out of the index: those under ``paths`` (files or directories), or with
+    ``missing`` those no longer on disk (under ``paths`` when given). A video that another file
+    still holds stays. ``dry_run``: say what would go, change nothing. Raises :class:`UserError`
+    when a path names no indexed file."""
+    if not paths and not missing:
+        raise UserError("name the files or directories to forget, or pass --missing")
+    if not store.exists():
+        raise UserError(f"no index at {store.root}: nothing to forget")
+    roots = [str(Path(p).expanduser().absolute()) for p in paths]
+    with writer_lock(store.root, "vidsearch forget"), disk_faults(store.catalog_path):
+        with Catalog(store) as cat:
+            files = cat.file_videos()
+            unmatched = [r for r in roots if not any(_under(p, [r]) for p in files)]
+            if unmatched:
+                raise UserError(f"{unmatched[0]}: no indexed file there (see `vidsearch status --videos`)")
+            chosen = {p: v for p, v in files.items()
+                      if (not roots or _under(p, roots)) and (not missing or not os.path.exists(p))}
+            kept = {v for p, v in files.items() if p not in chosen and v}
+            gone: dict[str, str] = {}
+            for p, v in chosen.items():
+                if v and v not in kept:
+                    gone.setdefault(v, p)
+            if dry_run:
+                videos = [{"path": p, "video_id": v, "chunks": sum(store.video_chunks(v).values())} for v, p in gone.items()]
+                models: set[str] = set()
+            else:
+                cat.forget_files(chosen)
+                videos, models = drop_videos(store, cat, gone)
+                sync_catalog(cat, [])  # the views, over the shards that are left
+    if models:
+        refresh_channels(store, models)
+    return {"files": sorted(chosen), "videos": videos, "chunks": sum(v["chunks"] for v in videos), "dry_run": dry_run}
