@@ -274,6 +274,21 @@ def test_a_file_that_changes_after_planning_is_not_indexed_under_its_old_id(home
     assert len({v for v, _ in frame_rows(home)}) == 3
 
 
+def test_a_file_name_that_is_not_utf8_is_one_line(home, colour, tmp_path, runner):
+    """A name in another system's encoding (Latin-1 bytes from an old share): one line, the rest goes on."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    make_video(archive / "ok.mp4", 20.0, [(5.0, 12.0, "red")])
+    os.rename(make_video(tmp_path / "x.mp4", 5.0, []), os.fsencode(archive) + b"/caf\xe9.mp4")
+    result = run_cli(runner, "ingest", archive, "--model", "demo-colours", ok=False)
+    assert result.exit_code == 3, result.output
+    assert f"failed: {archive}/caf\\xe9.mp4: its name is not valid UTF-8 (another system's encoding); rename it" in result.stderr
+    assert "files: 1 indexed, 0 partial, 1 failed" in result.stdout and "Traceback" not in result.output
+    status = json.loads(run_cli(runner, "status", "--json").stdout)
+    assert [f["path"] for f in status["failed_files"]] == [f"{archive}/caf\\xe9.mp4"]
+    assert spans(query(runner, "red")) == {("ok.mp4", 5.0, 12.0)}
+
+
 def test_only_bad_input_exits_nonzero(home, colour, tmp_path, runner):
     (tmp_path / "a.mp4").write_bytes(b"")
     result = run_cli(runner, "ingest", tmp_path / "a.mp4", "--model", "demo-colours", ok=False)

@@ -85,7 +85,17 @@ def scan(roots: Sequence[str | os.PathLike], exclude: Iterable[Path] = ()) -> tu
         for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: failures.append(Failure(str(e.filename), f"{e.filename}: {e.strerror}"))):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and Path(dirpath, d).absolute() not in excluded)
             found.extend(Path(dirpath, f) for f in sorted(filenames) if is_video_name(f))
-    return sorted(set(found)), failures
+    named = []
+    for path in sorted(set(found)):
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:  # bytes of another system's encoding: no catalog or Parquet column holds it
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            failures.append(Failure(shown, f"{shown}: its name is not valid UTF-8 (another system's encoding); "
+                                           f"rename it, e.g. `convmv -f latin1 -t utf-8 --notest FILE`, and ingest again"))
+            continue
+        named.append(path)
+    return named, failures
 
 
 # -- stage 2: fingerprint + probe + plan -----------------------------------------------------
