@@ -99,3 +99,26 @@ def test_ingest_removes_temps_of_gone_writers_only(home, colour, archive, runner
         for p in (live, zombie):
             p.kill()
             p.wait()
+
+
+def test_every_index_file_written_in_place_removes_a_killed_writers_temp(tmp_path):
+    """Catalog facts, tag ranges, text caches: whatever is written through `replacing`."""
+    from vidsearch.index.shards import replacing, write_json_atomic
+
+    p = python(NAME)
+    dead = p.stdout.readline().strip()
+    p.wait()
+    final = tmp_path / "current.json"
+    left = tmp_path / f".current.json.{dead}.tmp"
+    left.write_text("{half")
+    other = tmp_path / f".other.json.{dead}.tmp"  # another file's: not this writer's business
+    other.write_text("{half")
+    write_json_atomic(final, {"ok": 1})
+    assert json.loads(final.read_text()) == {"ok": 1} and not left.exists() and other.exists()
+    try:
+        with replacing(tmp_path / "x.bin") as tmp:
+            tmp.write_bytes(b"partial")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert sorted(q.name for q in tmp_path.iterdir()) == sorted(["current.json", other.name])

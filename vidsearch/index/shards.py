@@ -149,19 +149,29 @@ def remove_leftover_temps(d: Path, names: Iterable[str], prefix: str = ".") -> i
     return gone
 
 
-def write_json_atomic(path: Path, data: Any, **dump_kw: Any) -> None:
-    """Write ``data`` as JSON to ``path`` (temp file + fsync + rename); ``dump_kw`` go to
-    :func:`json.dump` (default ``indent=1``)."""
-    tmp = path.with_name(f".{path.name}.{unique_name()}.tmp")  # one per writer: deliveries may overlap
+@contextlib.contextmanager
+def replacing(final: Path) -> Iterator[Path]:
+    """A temp path beside ``final`` for the block to write (one per writer: deliveries may overlap),
+    renamed onto ``final`` when the block ends; removed when it fails (Ctrl-C, a full disk). Then
+    the temp files earlier writers of ``final`` left when they were killed go (:func:`leftover_temp`)."""
+    tmp = final.with_name(f".{final.name}.{unique_name()}.tmp")
     try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, **{"indent": 1, **dump_kw})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        yield tmp
+        os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    prefix = f".{final.name}."
+    remove_leftover_temps(final.parent, (p.name for p in final.parent.glob(f"{glob.escape(prefix)}*.tmp")), prefix)
+
+
+def write_json_atomic(path: Path, data: Any, **dump_kw: Any) -> None:
+    """Write ``data`` as JSON to ``path`` (temp file + fsync + rename, :func:`replacing`);
+    ``dump_kw`` go to :func:`json.dump` (default ``indent=1``)."""
+    with replacing(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, **{"indent": 1, **dump_kw})
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_marker(path: str | os.PathLike) -> dict | None:
@@ -295,16 +305,11 @@ class IndexStore:
             f.name: "none" if pa.types.is_fixed_size_list(f.type) else "zstd" for f in table.schema
         }
         final = self.shard_path(spec)
-        tmp = d / f".{final.name}.{unique_name()}.tmp"
-        try:
+        with replacing(final) as tmp:  # Ctrl-C or a full disk mid-write: no temp file left behind
             pq.write_table(table, tmp, use_dictionary=False, row_group_size=ROW_GROUP, compression=compression)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
                 data = f.read()  # just written: from the page cache
-            os.replace(tmp, final)
-        except BaseException:  # Ctrl-C or a full disk mid-write: leave no temp file behind
-            tmp.unlink(missing_ok=True)
-            raise
         marker = {
             "chunk_id": spec.chunk_id, **spec.to_dict(), "shard": final.name, "written_at": time.time(),
             **(extra or {}), "rows": table.num_rows, "bytes": len(data), "sha256": sha256_bytes(data),
@@ -313,9 +318,6 @@ class IndexStore:
         self.failed_path(spec).unlink(missing_ok=True)
         d.joinpath(f"{final.name}.damaged").unlink(missing_ok=True)
         write_json_atomic(self.marker_path(spec), marker)
-        # an earlier attempt at this chunk killed mid-write (a worker lost, SIGKILL) left its temp files
-        for name in (final.name, self.marker_path(spec).name):
-            remove_leftover_temps(d, (p.name for p in d.glob(f".{glob.escape(name)}.*.tmp")), f".{name}.")
         return marker
 
     def write_failed(self, spec: ChunkSpec, error: str) -> dict:

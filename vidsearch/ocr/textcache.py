@@ -29,7 +29,7 @@ from pathlib import Path
 
 from vidsearch.errors import first_line
 from vidsearch.index.matrix import MATRIX, dir_lock, record_dirs, scan_video_dirs
-from vidsearch.index.shards import IndexStore, model_slug, read_marker, shard_problem, unique_name, write_json_atomic
+from vidsearch.index.shards import IndexStore, model_slug, read_marker, shard_problem, replacing, write_json_atomic
 from vidsearch.ocr.schema import text_schema
 
 log = logging.getLogger(__name__)
@@ -138,14 +138,8 @@ def _build(video_dir: Path, out: Path) -> None:
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     table = table.replace_schema_metadata({SAMPLED_KEY: json.dumps(sorted(set(sampled))).encode()})
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{unique_name()}.tmp")
-    try:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(out) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
 
 
 def read(path: Path, columns: list[str]):

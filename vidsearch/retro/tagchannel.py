@@ -30,7 +30,7 @@ from vidsearch.core import tagging
 from vidsearch.core.plan import ChunkSpec, Sampling, plan_video
 from vidsearch.errors import UserError
 from vidsearch.index.channel import ShardView, View
-from vidsearch.index.shards import IndexStore, model_slug, read_marker, shard_schema, unique_name, write_json_atomic
+from vidsearch.index.shards import IndexStore, model_slug, read_marker, replacing, shard_schema, write_json_atomic
 from vidsearch.retro.classify import DEFAULT_TEMPLATES, check_templates, label_vectors  # the CLIP ensembling
 
 TAGS_DIR = "tags"
@@ -127,9 +127,8 @@ def tag_vectors(ctx: Context, encoder=None) -> np.ndarray:
         raise UserError(f"the tag text vectors of {ctx.tags_id} are not computed yet and need model "
                         f"{ctx.image_model_id}: run `vidsearch tags build`")
     vecs, _unknown = label_vectors(encoder, ctx.vocab.tags, ctx.vocab.templates)
-    tmp = path.with_name(f".text.{unique_name()}.npy")
-    np.save(tmp, vecs.astype(np.float32))
-    os.replace(tmp, path)
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, vecs.astype(np.float32))
     return vecs
 
 
@@ -279,13 +278,8 @@ def write_ranges(store: IndexStore, table, current: dict) -> Path:
 
     final = store.root / RANGES
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".ranges.{unique_name()}.tmp")
-    try:
+    with replacing(final) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     write_json_atomic(store.root / CURRENT, current)
     return final
 
