@@ -77,12 +77,14 @@ def test_forget_names_dry_run_directories_duplicates_and_missing(home, colour, a
 
 def test_forget_says_what_it_cannot_do_in_one_line(home, colour, archive, runner, tmp_path):
     res = forget(runner, ok=False)
-    assert res.exit_code == 1 and "name the files or directories to forget, or pass --missing" in res.output
+    assert res.exit_code == 1 and "name the files or directories to forget, or pass --missing or --detached" in res.output
     res = forget(runner, archive, ok=False)
     assert res.exit_code == 1 and "no index at" in res.output
     ingest(runner, archive)
     res = forget(runner, tmp_path / "elsewhere", ok=False)
     assert res.exit_code == 1 and f"{tmp_path / 'elsewhere'}: no indexed file there" in res.output
-    assert forget(runner, "--missing") == {"files": [], "videos": [], "chunks": 0, "dry_run": False}
+    assert forget(runner, "--missing") == {"files": [], "videos": [], "chunks": 0, "detached": [], "dry_run": False}
+    assert forget(runner, "--detached")["files"] == []  # alone, it forgets no file
+    assert len(rows(home)) == 95
     text = run_cli(runner, "forget", archive / "cam-b" / "evening.mp4").stdout
     assert text.splitlines() == ["forgot 1 file: 1 video and 3 chunks left the index", f"  {archive / 'cam-b' / 'evening.mp4'} (3 chunks)"]

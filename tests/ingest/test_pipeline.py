@@ -208,10 +208,12 @@ def test_a_ts_whose_timestamps_start_again_is_one_line_not_half_indexed(home, co
     assert {Path(f["path"]).name for f in status["failed_files"]} == {"joined.ts"}
 
 
-def test_a_replaced_file_is_indexed_anew_and_its_old_content_leaves(home, colour, archive, runner):
-    """A file replaced by other content (a re-export): the new content is indexed, and the old one
-    leaves the index once that is done, since its ranges would be shown and cut from the new file.
-    A file that only fails to read keeps what was indexed of it."""
+def test_a_replaced_file_is_indexed_anew_and_its_old_content_set_aside(home, colour, archive, runner):
+    """A file replaced by other content (a re-export, another drive mounted at the same place): the
+    new content is indexed, and the old one leaves every search once that is done, since its ranges
+    would be shown and cut from the new file. It is set aside, not deleted: when an ingest finds
+    that content again it comes back without being embedded again. A file that only fails to read
+    keeps what was indexed of it."""
     ingest(runner, archive)
     assert ("morning.mp4", 10.0, 18.0) in spans(query(runner, "red"))
     morning = archive / "cam-a" / "morning.mp4"
@@ -234,14 +236,28 @@ def test_a_replaced_file_is_indexed_anew_and_its_old_content_leaves(home, colour
     [gone] = rep["replaced"]
     assert (gone["path"], gone["chunks"]) == (str(morning), 4)
     assert f"replaced: {morning}: its content changed since it was indexed; the old content ({gone['video_id'][:12]}, " \
-           "4 chunks) left the index" in res.stderr
+           "4 chunks) is set aside: out of every search, back if an ingest finds it again (`vidsearch forget --detached` " \
+           "deletes it)" in res.stderr
     assert spans(query(runner, "red")) == {("morning.mp4", 4.0, 9.0), ("noon.mp4", 20.0, 26.0)}
     rows = frame_rows(home)
     assert gone["video_id"] not in {v for v, _ in rows} and len(rows) == len(old) - 40 + 20
     assert not list((home / "index" / "shards").rglob(f"{gone['video_id']}/*"))
-    videos = json.loads(run_cli(runner, "status", "--json", "--videos").stdout)
-    assert videos["videos"] == 3
+    status = json.loads(run_cli(runner, "status", "--json").stdout)
+    assert status["videos"] == 3 and status["detached"] == {"videos": 1, "chunks": 4}
     assert report(ingest(runner, archive))["replaced"] == []
+
+    # the first content at that path again (the first drive mounted back): back, not embedded again
+    morning.write_bytes(good)
+    res = ingest(runner, archive)
+    rep = report(res)
+    assert rep["chunks_done"] == 0 and [r["chunks"] for r in rep["replaced"]] == [2]  # the re-export's, set aside in turn
+    assert spans(query(runner, "red")) == {("morning.mp4", 10.0, 18.0), ("noon.mp4", 20.0, 26.0)}
+    assert sorted(v for v, _ in frame_rows(home)) == old
+
+    res = json.loads(run_cli(runner, "forget", "--detached", "--json").stdout)
+    assert (res["files"], [d["chunks"] for d in res["detached"]]) == ([], [2])
+    assert "detached" not in json.loads(run_cli(runner, "status", "--json").stdout)
+    assert sorted(v for v, _ in frame_rows(home)) == old  # nothing else touched
 
 
 def test_a_file_that_changes_after_planning_is_not_indexed_under_its_old_id(home, colour, archive, runner):

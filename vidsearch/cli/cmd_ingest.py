@@ -152,7 +152,8 @@ def _summarise(report, *, as_json: bool, ocr: bool, tags: bool) -> None:
             click.echo(f"failed: {f.error}{where}", err=True)
     for r in report.replaced:
         click.echo(f"replaced: {escape_line(r['path'])}: its content changed since it was indexed; the old "
-                   f"content ({r['video_id'][:12]}, {plural(r['chunks'], 'chunk')}) left the index", err=True)
+                   f"content ({r['video_id'][:12]}, {plural(r['chunks'], 'chunk')}) is set aside: out of every search, "
+                   "back if an ingest finds it again (`vidsearch forget --detached` deletes it)", err=True)
     for p in report.partial_files:  # also with --json: stdout stays JSON
         gaps = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in p["missing"])
         click.echo(f"partial: {escape_line(p['path'])}: no frames for {gaps} ({p['missing_s']:.1f}s; damaged or truncated video)", err=True)

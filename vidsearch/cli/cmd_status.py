@@ -45,6 +45,10 @@ def status_cmd(ctx, per_video, rebuild, verify, as_json):
         click.echo(f"tags scored in {summary['tag_frames']} frames (vidsearch tags)")
     for m in summary["models"]:
         click.echo(f"model {m['model_id']} (dim {m['dim']}): {m['frames']} frames{gated_note(m)}")
+    if summary.get("detached"):
+        d = summary["detached"]
+        click.echo(f"set aside: {d['videos']} videos ({d['chunks']} chunks) whose files now hold other content; "
+                   "back if an ingest finds them again, `vidsearch forget --detached` deletes them")
     for f in summary["failed_files"]:
         click.echo(f"failed: {f['error']}")
     for f in summary["failed_chunks"]:

@@ -8,6 +8,7 @@ Index directory layout::
     shards/<model>/<vid[:2]>/<vid>/<chunk>.failed    why the chunk failed (JSON), if it did
     shards/<model>/<vid[:2]>/<vid>/<chunk>.parquet.damaged  a shard `status --verify` found damaged
     matrix/<model>/                              query-side copies (vidsearch.index.matrix, vidsearch.ocr.textcache)
+    detached/<model>/<vid>/                      a video's chunks set aside: no file holds its content any more
 
 A shard is written to a temporary name and renamed into place; only then is its ``.done``
 marker written. A chunk is done exactly when its marker exists, so an interrupted ingest
@@ -23,6 +24,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -33,6 +35,7 @@ from vidsearch.core.plan import ChunkSpec
 
 CATALOG = "catalog.duckdb"
 SHARDS = "shards"
+DETACHED = "detached"  # detached/<model>/<video id>/: chunks of content no file holds any more
 ROW_GROUP = 128 * 1024
 SCHEMA_VERSION = 1
 
@@ -238,6 +241,7 @@ class IndexStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().absolute()
         self.shards_root = self.root / SHARDS
+        self.detached_root = self.root / DETACHED
         self.catalog_path = self.root / CATALOG
 
     # -- paths -----------------------------------------------------------------------------
@@ -364,8 +368,8 @@ class IndexStore:
 
     def remove_video(self, video_id: str) -> dict[str, int]:
         """Remove every chunk of ``video_id``, of every model and channel: markers first (a chunk
-        stops being done before its shard goes), then the rest of its directories. Returns what
-        :meth:`video_chunks` said before."""
+        stops being done before its shard goes), then the rest of its directories; a copy set
+        aside (:meth:`detach_video`) goes too. Returns what :meth:`video_chunks` said before."""
         chunks = self.video_chunks(video_id)
         for slug in self.model_slugs():
             d = self.video_dir(slug, video_id)
@@ -377,7 +381,69 @@ class IndexStore:
                 p.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 d.rmdir()
+        self.purge_detached([video_id])
         return chunks
+
+    def detach_video(self, video_id: str) -> dict[str, int]:
+        """Set a video's chunks aside: each model's directory of it moves to
+        ``detached/<model>/<video id>`` (one rename), out of every reader's way, until
+        :meth:`restore_video` brings it back. Returns what :meth:`video_chunks` said before."""
+        chunks = self.video_chunks(video_id)
+        for slug in self.model_slugs():
+            src = self.video_dir(slug, video_id)
+            if not src.is_dir():
+                continue
+            dst = self.detached_root / slug / video_id
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():  # set aside before, and indexed again since: the newer copy wins
+                shutil.rmtree(dst)
+            os.replace(src, dst)
+        return chunks
+
+    def restore_video(self, video_id: str) -> int:
+        """Bring back what :meth:`detach_video` set aside of ``video_id`` (its content is at a path
+        again); a model that has the video's chunks in place keeps those. Returns the done chunks
+        that came back."""
+        try:
+            slugs = [p.name for p in self.detached_root.iterdir()]
+        except FileNotFoundError:
+            return 0
+        back = 0
+        for slug in slugs:
+            src = self.detached_root / slug / video_id
+            if not src.is_dir():
+                continue
+            dst = self.video_dir(slug, video_id)
+            if dst.exists():
+                shutil.rmtree(src)
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            back += sum(1 for n in os.listdir(src) if n.endswith(".done") and not n.startswith("."))
+            os.replace(src, dst)
+        return back
+
+    def detached_videos(self) -> dict[str, int]:
+        """``video id -> done chunks`` set aside, over every model."""
+        out: dict[str, int] = {}
+        try:
+            slugs = list(self.detached_root.iterdir())
+        except FileNotFoundError:
+            return out
+        for slug in slugs:
+            for d in slug.iterdir() if slug.is_dir() else ():
+                out[d.name] = out.get(d.name, 0) + sum(1 for n in os.listdir(d) if n.endswith(".done") and not n.startswith("."))
+        return out
+
+    def purge_detached(self, video_ids: Iterable[str] | None = None) -> None:
+        """Delete what was set aside of these videos (None: of every video)."""
+        if not self.detached_root.is_dir():
+            return
+        if video_ids is None:
+            shutil.rmtree(self.detached_root, ignore_errors=True)
+            return
+        for slug in self.detached_root.iterdir():
+            for video_id in video_ids:
+                shutil.rmtree(slug / video_id, ignore_errors=True)
 
     def remove_chunk(self, spec: ChunkSpec) -> None:
         for p in (self.marker_path(spec), self.shard_path(spec), self.failed_path(spec)):

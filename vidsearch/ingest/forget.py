@@ -1,11 +1,15 @@
-"""Taking content out of the index: `vidsearch forget` (files the user names, or those gone from
-disk), and the content a replaced file no longer holds (:func:`vidsearch.ingest.pipeline.finish`).
+"""Taking content out of the index: `vidsearch forget` (files the user names, those gone from
+disk, content set aside), and the content a replaced file no longer holds
+(:func:`vidsearch.ingest.pipeline.finish`).
 
-A video (content) leaves the index when no file the catalog knows holds it any more: its chunks
-go from the shards of every model and channel (markers first, so a reader never sees a done
-chunk without its shard), its rows from the catalog, and the query-side copies of the models it
-had are brought up to date. The video files themselves, case folders and exported evidence are
-never touched.
+A video (content) leaves the index when no file the catalog knows holds it any more: its rows
+go from the catalog, its chunks from the shards of every model and channel, and the query-side
+copies of the models it had are brought up to date. `forget` deletes the chunks (markers first,
+so a reader never sees a done chunk without its shard). Content whose file now holds other
+content (a re-export, or another drive mounted at the same place) is only *set aside*
+(``detached/``): out of every search, and back without re-embedding if an ingest finds that
+content again (:meth:`IndexStore.restore_video`). The video files themselves, case folders and
+exported evidence are never touched.
 """
 from __future__ import annotations
 
@@ -23,13 +27,14 @@ from vidsearch.ingest.channels import channel_for, sync_catalog
 log = logging.getLogger(__name__)
 
 
-def drop_videos(store: IndexStore, cat: Catalog, videos: dict[str, str]) -> tuple[list[dict], set[str]]:
-    """Remove each video (``video_id -> path``) from the shards and the catalog. Returns
-    ``({"path", "video_id", "chunks"} each, the model and channel ids that had chunks of them)``."""
+def drop_videos(store: IndexStore, cat: Catalog, videos: dict[str, str], set_aside: bool = False) -> tuple[list[dict], set[str]]:
+    """Take each video (``video_id -> path``) out of the catalog, and delete its chunks (or, with
+    ``set_aside``, move them aside). Returns ``({"path", "video_id", "chunks"} each, the model and
+    channel ids that had chunks of them)``."""
     dropped: list[dict] = []
     models: set[str] = set()
     for video_id, path in videos.items():
-        chunks = store.remove_video(video_id)
+        chunks = store.detach_video(video_id) if set_aside else store.remove_video(video_id)
         cat.forget_video(video_id)
         models.update(chunks)
         dropped.append({"path": path, "video_id": video_id, "chunks": sum(chunks.values())})
@@ -54,13 +59,13 @@ def _under(path: str, roots: Sequence[str]) -> bool:
 
 
 def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: bool = False,
-           dry_run: bool = False) -> dict:
+           dry_run: bool = False, detached: bool = False) -> dict:
     """Take files out of the index: those under ``paths`` (files or directories), or with
     ``missing`` those no longer on disk (under ``paths`` when given). A video that another file
-    still holds stays. ``dry_run``: say what would go, change nothing. Raises :class:`UserError`
-    when a path names no indexed file."""
-    if not paths and not missing:
-        raise UserError("name the files or directories to forget, or pass --missing")
+    still holds stays. ``detached``: also delete the content set aside. ``dry_run``: say what
+    would go, change nothing. Raises :class:`UserError` when a path names no indexed file."""
+    if not paths and not missing and not detached:
+        raise UserError("name the files or directories to forget, or pass --missing or --detached")
     if not store.exists():
         raise UserError(f"no index at {store.root}: nothing to forget")
     roots = [str(Path(p).expanduser().absolute()) for p in paths]
@@ -71,7 +76,7 @@ def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: 
             if unmatched:
                 raise UserError(f"{unmatched[0]}: no indexed file there (see `vidsearch status --videos`)")
             chosen = {p: v for p, v in files.items()
-                      if (not roots or _under(p, roots)) and (not missing or not os.path.exists(p))}
+                      if (roots or missing) and (not roots or _under(p, roots)) and (not missing or not os.path.exists(p))}
             kept = {v for p, v in files.items() if p not in chosen and v}
             gone: dict[str, str] = {}
             for p, v in chosen.items():
@@ -84,6 +89,10 @@ def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: 
                 cat.forget_files(chosen)
                 videos, models = drop_videos(store, cat, gone)
                 sync_catalog(cat, [])  # the views, over the shards that are left
+        aside = store.detached_videos() if detached else {}
+        if aside and not dry_run:
+            store.purge_detached()
     if models:
         refresh_channels(store, models)
-    return {"files": sorted(chosen), "videos": videos, "chunks": sum(v["chunks"] for v in videos), "dry_run": dry_run}
+    return {"files": sorted(chosen), "videos": videos, "chunks": sum(v["chunks"] for v in videos),
+            "detached": [{"video_id": v, "chunks": n} for v, n in sorted(aside.items())], "dry_run": dry_run}

@@ -37,7 +37,7 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
     removed only once the new plan has completely run (``complete``), so an interrupted
     re-index never leaves a video with fewer frames than before. So is the content that no file
     holds any more because another was identified at its path (a file replaced): its frames would
-    be shown and cut from the new file.
+    be shown and cut from the new file. It is set aside, not deleted (:mod:`vidsearch.ingest.forget`).
     """
     settled = complete and not report.pending
     remove_stale = settled and bool(plan.stale)
@@ -49,7 +49,7 @@ def finish(store: IndexStore, plan: IngestPlan, report: IngestReport, complete: 
             cat.forget_chunks(r["chunk_id"] for r in plan.stale)
         dropped_models: set[str] = set()
         if settled:  # content no scanned file holds any more (its file was replaced): out of the index
-            dropped, dropped_models = drop_videos(store, cat, cat.orphaned_videos())
+            dropped, dropped_models = drop_videos(store, cat, cat.orphaned_videos(), set_aside=True)
             report.replaced = [d for d in dropped if d["chunks"]]  # content with nothing indexed goes unsaid
         sync_catalog(cat, [*plan.todo, *plan.unsynced])  # the markers this run (or a killed one) wrote, not the whole index
         cat.settle_files(plan.videos, plan.model_ids)

@@ -144,6 +144,7 @@ def _plan_file(store: IndexStore, cat: Catalog, known: dict[str, tuple], path: P
             cat.record_file(spath, *_sig_or_none(path), None, "failed", msg)
         return []
     cat.upsert_video(video_id, info.to_dict(), size)
+    store.restore_video(video_id)  # content set aside when its file was replaced, found again: not embedded again
     if video_id in plan.videos:  # the same content at another path: index it once
         cat.record_file(spath, size, mtime_ns, video_id, "duplicate", f"same content as {plan.videos[video_id]}")
         return []

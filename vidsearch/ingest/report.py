@@ -42,8 +42,9 @@ class IngestReport:
     files_failed: int = 0
     #: ``{"path", "missing_s", "missing": [[start, end], ...]}`` of each partial file
     partial_files: list[dict] = dataclasses.field(default_factory=list)
-    #: ``{"path", "video_id", "chunks"}`` of each content that left the index because its file now
-    #: holds other content (replaced, re-exported): removed once the new content is indexed
+    #: ``{"path", "video_id", "chunks"}`` of each content that left the search because its file now
+    #: holds other content (re-exported, another drive at the same place): set aside once the new
+    #: content is indexed, back if an ingest finds it again (``vidsearch forget --detached`` deletes it)
     replaced: list[dict] = dataclasses.field(default_factory=list)
 
     @property

@@ -35,6 +35,9 @@ def index_status(store: IndexStore, rebuild: bool = False, verify: bool = False)
             raise
         with Catalog(store, read_only=True) as cat:
             summary = {**cat.summary(tuple(CHANNELS)), "not_synced": str(e)}
+    aside = store.detached_videos()
+    if aside:
+        summary["detached"] = {"videos": len(aside), "chunks": sum(aside.values())}
     if verified is not None:
         summary["verified"] = {"shards": verified["shards"],
                                "damaged": [{k: d[k] for k in ("path", "start", "end", "model_id", "error")} for d in verified["damaged"]]}
