@@ -86,5 +86,14 @@ def test_forget_says_what_it_cannot_do_in_one_line(home, colour, archive, runner
     assert forget(runner, "--missing") == {"files": [], "videos": [], "chunks": 0, "detached": [], "dry_run": False}
     assert forget(runner, "--detached")["files"] == []  # alone, it forgets no file
     assert len(rows(home)) == 95
+    noon = archive / "cam-a" / "noon.mp4"
+    con = duckdb.connect(str(home / "index" / "catalog.duckdb"))
+    con.execute("UPDATE chunks SET status = 'pending' WHERE video_id = (SELECT video_id FROM files WHERE path = ?) "
+                "AND start_s = 0", [str(noon)])  # as if queued for workers
+    con.close()
+    res = forget(runner, noon, ok=False)
+    assert res.exit_code == 1 and "1 chunks of these files are still queued" in res.output and "--force" in res.output
+    assert len(rows(home)) == 95
+    assert len(forget(runner, noon, "--force")["videos"]) == 1
     text = run_cli(runner, "forget", archive / "cam-b" / "evening.mp4").stdout
     assert text.splitlines() == ["forgot 1 file: 1 video and 3 chunks left the index", f"  {archive / 'cam-b' / 'evening.mp4'} (3 chunks)"]

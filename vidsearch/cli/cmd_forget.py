@@ -14,17 +14,18 @@ from .base import cli, echo_json, escape_line, handle_errors, json_option, pass_
 @click.option("--detached", is_flag=True,
               help="Also delete the content set aside when its file was replaced by other content (see ingest).")
 @click.option("--dry-run", is_flag=True, help="Say what would leave the index; change nothing.")
+@click.option("--force", is_flag=True, help="Even while chunks of these files are still queued for workers.")
 @json_option
 @pass_ctx
 @handle_errors
-def forget_cmd(ctx, paths, missing, detached, dry_run, as_json):
+def forget_cmd(ctx, paths, missing, detached, dry_run, force, as_json):
     """Take files out of the index: their frames, on-screen text and tags, for every model.
 
     PATHS are files or directories (every indexed file under them). A video another indexed file
     still holds (the same content elsewhere) stays. The video files, case folders and exported
     evidence are not touched. `vidsearch ingest` indexes a forgotten file again if it is scanned.
     """
-    res = forget(IndexStore(ctx.index), paths, missing=missing, dry_run=dry_run, detached=detached)
+    res = forget(IndexStore(ctx.index), paths, missing=missing, dry_run=dry_run, detached=detached, force=force)
     if as_json:
         echo_json(res)
         return

@@ -70,6 +70,7 @@ DELETE_CHUNK = "DELETE FROM chunks WHERE chunk_id = ?"
 ORPHANED_VIDEOS = """SELECT video_id, path FROM videos v
    WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.video_id = v.video_id) ORDER BY path"""
 DELETE_VIDEO_CHUNKS = "DELETE FROM chunks WHERE video_id = ?"
+PENDING_OF_VIDEOS = "SELECT count(*) FROM chunks WHERE status = 'pending' AND list_contains(?, video_id)"
 DELETE_VIDEO = "DELETE FROM videos WHERE video_id = ?"
 FILE_VIDEOS = "SELECT path, video_id FROM files ORDER BY path"
 DELETE_FILE = "DELETE FROM files WHERE path = ?"
@@ -420,6 +421,10 @@ class Catalog:
         if rows:
             self.con.executemany(DELETE_FILE, rows)
             self.con.execute(REPOINT_VIDEOS)
+
+    def pending_chunks(self, video_ids: Iterable[str]) -> int:
+        """Chunks of these videos planned and not yet done (queued for workers, or an ingest stopped)."""
+        return int(self.con.execute(PENDING_OF_VIDEOS, [list(video_ids)]).fetchone()[0])
 
     def forget_video(self, video_id: str) -> None:
         """Drop a video and its chunks from the catalog (its shards are removed by the caller)."""

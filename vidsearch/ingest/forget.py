@@ -59,11 +59,13 @@ def _under(path: str, roots: Sequence[str]) -> bool:
 
 
 def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: bool = False,
-           dry_run: bool = False, detached: bool = False) -> dict:
+           dry_run: bool = False, detached: bool = False, force: bool = False) -> dict:
     """Take files out of the index: those under ``paths`` (files or directories), or with
     ``missing`` those no longer on disk (under ``paths`` when given). A video that another file
     still holds stays. ``detached``: also delete the content set aside. ``dry_run``: say what
-    would go, change nothing. Raises :class:`UserError` when a path names no indexed file."""
+    would go, change nothing. Raises :class:`UserError` when a path names no indexed file, or
+    (unless ``force``) when chunks of what would go are still queued: a worker would write them
+    back after the forgetting."""
     if not paths and not missing and not detached:
         raise UserError("name the files or directories to forget, or pass --missing or --detached")
     if not store.exists():
@@ -82,6 +84,10 @@ def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: 
             for p, v in chosen.items():
                 if v and v not in kept:
                     gone.setdefault(v, p)
+            queued = cat.pending_chunks(gone) if gone and not force else 0
+            if queued:
+                raise UserError(f"{queued} chunks of these files are still queued (workers, or an ingest that stopped): "
+                                "forget them once `vidsearch status` shows none pending, or pass --force")
             if dry_run:
                 videos = [{"path": p, "video_id": v, "chunks": sum(store.video_chunks(v).values())} for v, p in gone.items()]
                 models: set[str] = set()
