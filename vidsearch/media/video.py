@@ -104,7 +104,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             if demuxed:  # read to the end above: back to the start for the first frame
                 with contextlib.suppress(av.FFmpegError, ValueError):
                     container.seek(0)
-            rotation = first_frame_turns(container, stream) * 90
+            turnable = set(container.format.name.split(",")) & TURNABLE_FORMATS
+            rotation = first_frame_turns(container, stream) * 90 if turnable else 0
             if rotation in (90, 270):
                 width, height = height, width
             return VideoInfo(
@@ -118,6 +119,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         raise VideoError(f"{path}: not a readable video ({_av_error_text(e)})") from None
 
 
+#: containers that record a display turn (MP4/MOV's matrix, Matroska's projection): only their
+#: probe decodes a first frame to read it
+TURNABLE_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
 #: containers whose timestamps can start again mid-file: MPEG-TS and MPEG-PS (segments joined
 #: with ``cat``, a recorder restarted mid-file)
 RESTARTING_FORMATS = frozenset({"mpegts", "mpeg"})
