@@ -116,12 +116,13 @@ def prepare(
         for f in failures:
             cat.record_file(f.path, None, None, None, "failed", f.error)
         known = cat.known_files()
+        aside = store.detached_videos()  # content set aside when its file was replaced (usually none)
         with cat.batch() as tick:  # set-wise writes every few seconds, not a statement per file
             for path in paths:
                 tick()
                 if on_file:
                     on_file(path)
-                done_on_disk += _plan_file(store, cat, known, path, plan, active, options)
+                done_on_disk += _plan_file(store, cat, known, path, plan, active, options, aside)
         cat.mark_pending(plan.todo)
         in_catalog = cat.done_chunk_ids(plan.videos) if done_on_disk else set()
     plan.unsynced = [s for s in done_on_disk if s.chunk_id not in in_catalog]
@@ -129,7 +130,7 @@ def prepare(
 
 
 def _plan_file(store: IndexStore, cat: Catalog, known: dict[str, tuple], path: Path, plan: IngestPlan,
-               active: list[tuple[Channel, str]], options: IngestOptions) -> list[ChunkSpec]:
+               active: list[tuple[Channel, str]], options: IngestOptions, aside: dict[str, int]) -> list[ChunkSpec]:
     """Identify one file and add its chunks to ``plan``; returns its planned chunks already done."""
     spath = str(path)
     try:
@@ -144,7 +145,8 @@ def _plan_file(store: IndexStore, cat: Catalog, known: dict[str, tuple], path: P
             cat.record_file(spath, *_sig_or_none(path), None, "failed", msg)
         return []
     cat.upsert_video(video_id, info.to_dict(), size)
-    store.restore_video(video_id)  # content set aside when its file was replaced, found again: not embedded again
+    if video_id in aside:  # content set aside when its file was replaced, found again: not embedded again
+        store.restore_video(video_id)
     if video_id in plan.videos:  # the same content at another path: index it once
         cat.record_file(spath, size, mtime_ns, video_id, "duplicate", f"same content as {plan.videos[video_id]}")
         return []
