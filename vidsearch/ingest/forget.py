@@ -23,6 +23,7 @@ from vidsearch.index.catalog import Catalog
 from vidsearch.index.lock import writer_lock
 from vidsearch.index.shards import IndexStore
 from vidsearch.ingest.channels import channel_for, sync_catalog
+from vidsearch.ingest.embed import IMAGE
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,11 @@ def drop_videos(store: IndexStore, cat: Catalog, videos: dict[str, str], set_asi
 
 def refresh_channels(store: IndexStore, model_ids: Iterable[str]) -> None:
     """Bring the query-side copies of these models and channels up to date (the search matrix, the
-    text cache, the tag ranges). A failure other than a disk fault is left to the next query."""
+    text cache, the tag ranges), image models first: the tag ranges are calibrated against the
+    image matrix. A failure other than a disk fault is left to the next query."""
+    ordered = sorted(dict.fromkeys(model_ids), key=lambda m: channel_for(m) is not IMAGE)  # stable: the caller's order otherwise
     try:
-        for model_id in sorted(set(model_ids)):
+        for model_id in ordered:
             channel_for(model_id).refresh(store, model_id)
     except Exception as e:  # noqa: BLE001 - the query rebuilds them; the removal itself is done
         fault = storage_error(e, store.root / "matrix")
