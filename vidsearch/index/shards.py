@@ -153,10 +153,11 @@ def remove_leftover_temps(d: Path, names: Iterable[str], prefix: str = ".") -> i
 
 
 @contextlib.contextmanager
-def replacing(final: Path) -> Iterator[Path]:
+def replacing(final: Path, sweep: bool = True) -> Iterator[Path]:
     """A temp path beside ``final`` for the block to write (one per writer: deliveries may overlap),
     renamed onto ``final`` when the block ends; removed when it fails (Ctrl-C, a full disk). Then
-    the temp files earlier writers of ``final`` left when they were killed go (:func:`leftover_temp`)."""
+    the temp files earlier writers of ``final`` left when they were killed go (:func:`leftover_temp`;
+    ``sweep`` False: the caller sweeps the directory once, after writing many files into it)."""
     tmp = final.with_name(f".{final.name}.{unique_name()}.tmp")
     try:
         yield tmp
@@ -164,8 +165,9 @@ def replacing(final: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    prefix = f".{final.name}."
-    remove_leftover_temps(final.parent, (p.name for p in final.parent.glob(f"{glob.escape(prefix)}*.tmp")), prefix)
+    if sweep:  # one directory listing: a chunk's or a video's directory, small
+        prefix = f".{final.name}."
+        remove_leftover_temps(final.parent, (p.name for p in final.parent.glob(f"{glob.escape(prefix)}*.tmp")), prefix)
 
 
 def write_json_atomic(path: Path, data: Any, **dump_kw: Any) -> None:

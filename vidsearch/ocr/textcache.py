@@ -29,7 +29,8 @@ from pathlib import Path
 
 from vidsearch.errors import first_line
 from vidsearch.index.matrix import MATRIX, dir_lock, record_dirs, scan_video_dirs
-from vidsearch.index.shards import IndexStore, model_slug, read_marker, shard_problem, replacing, write_json_atomic
+from vidsearch.index.shards import (IndexStore, model_slug, read_marker, remove_leftover_temps, replacing, shard_problem,
+                                    write_json_atomic)
 from vidsearch.ocr.schema import text_schema
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def _refresh(store: IndexStore, channel: str, d: Path) -> dict[str, Path]:
         for p in d.glob("*.arrow"):  # videos whose shards are gone
             if p.stem not in files:
                 p.unlink(missing_ok=True)
+        remove_leftover_temps(d, os.listdir(d))  # of a refresh killed mid-write (one listing for every file)
         write_json_atomic(d / MANIFEST, {"format": FORMAT, "channel": channel, "dirs": record_dirs(dirs, scan_start)},
                            indent=None, separators=(",", ":"))
     return files
@@ -138,7 +140,7 @@ def _build(video_dir: Path, out: Path) -> None:
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     table = table.replace_schema_metadata({SAMPLED_KEY: json.dumps(sorted(set(sampled))).encode()})
     out.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(out) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    with replacing(out, sweep=False) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
 
 
