@@ -55,6 +55,14 @@ def test_forget_names_dry_run_directories_duplicates_and_missing(home, colour, a
     assert "morning.mp4" not in tags and "noon" in tags
     assert morning.is_file()  # the video file itself is not touched
 
+    # --missing and a directory that is not there (an unmounted drive): proves nothing, kept and said
+    shutil.move(archive / "cam-b", archive.parent / "unmounted")
+    res = forget(runner, "--missing")
+    assert res["files"] == [] and res["unreachable"] == [str(archive / "cam-b" / "evening.mp4"), str(archive / "cam-b" / "noon-copy.mp4")]
+    text = run_cli(runner, "forget", "--missing").output
+    assert f"kept 2 files whose directory is not there either (an unmounted drive?), e.g. {archive / 'cam-b' / 'evening.mp4'}" in text
+    shutil.move(archive.parent / "unmounted", archive / "cam-b")
+
     # a directory: noon.mp4 goes, its content stays (noon-copy.mp4 holds it) and is named by that file
     res = forget(runner, archive / "cam-b")
     assert res["files"] == [str(archive / "cam-b" / "evening.mp4"), str(archive / "cam-b" / "noon-copy.mp4")]
@@ -83,7 +91,8 @@ def test_forget_says_what_it_cannot_do_in_one_line(home, colour, archive, runner
     ingest(runner, archive)
     res = forget(runner, tmp_path / "elsewhere", ok=False)
     assert res.exit_code == 1 and f"{tmp_path / 'elsewhere'}: no indexed file there" in res.output
-    assert forget(runner, "--missing") == {"files": [], "videos": [], "chunks": 0, "detached": [], "dry_run": False}
+    assert forget(runner, "--missing") == {"files": [], "videos": [], "chunks": 0, "detached": [], "unreachable": [],
+                                           "dry_run": False}
     assert forget(runner, "--detached")["files"] == []  # alone, it forgets no file
     assert len(rows(home)) == 95
     noon = archive / "cam-a" / "noon.mp4"

@@ -10,7 +10,9 @@ from .base import cli, echo_json, escape_line, handle_errors, json_option, pass_
 
 @cli.command("forget")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
-@click.option("--missing", is_flag=True, help="The indexed files no longer on disk (under PATHS when given).")
+@click.option("--missing", is_flag=True,
+              help="The indexed files no longer on disk (under PATHS when given); not those whose directory is "
+                   "missing too (an unmounted drive): name those to forget them.")
 @click.option("--detached", is_flag=True,
               help="Also delete the content set aside when its file was replaced by other content (see ingest).")
 @click.option("--dry-run", is_flag=True, help="Say what would leave the index; change nothing.")
@@ -36,6 +38,9 @@ def forget_cmd(ctx, paths, missing, detached, dry_run, force, as_json):
                    f"{plural(res['chunks'], 'chunk')} {left} the index")
         for v in res["videos"]:
             click.echo(f"  {escape_line(v['path'])} ({plural(v['chunks'], 'chunk')})")
+    if res["unreachable"]:
+        click.echo(f"kept {plural(len(res['unreachable']), 'file')} whose directory is not there either (an unmounted "
+                   f"drive?), e.g. {escape_line(res['unreachable'][0])}: name them to forget them", err=True)
     if detached:
         aside = res["detached"]
         click.echo(f"{'would delete' if dry_run else 'deleted'} {plural(len(aside), 'video')} set aside "

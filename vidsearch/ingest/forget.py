@@ -64,7 +64,8 @@ def _under(path: str, roots: Sequence[str]) -> bool:
 def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: bool = False,
            dry_run: bool = False, detached: bool = False, force: bool = False) -> dict:
     """Take files out of the index: those under ``paths`` (files or directories), or with
-    ``missing`` those no longer on disk (under ``paths`` when given). A video that another file
+    ``missing`` those no longer on disk (under ``paths`` when given; a file whose directory is not
+    there either, as on an unmounted drive, is kept and listed as unreachable). A video that another file
     still holds stays. ``detached``: also delete the content set aside. ``dry_run``: say what
     would go, change nothing. Raises :class:`UserError` when a path names no indexed file, or
     (unless ``force``) when chunks of what would go are still queued: a worker would write them
@@ -80,8 +81,12 @@ def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: 
             unmatched = [r for r in roots if not any(_under(p, [r]) for p in files)]
             if unmatched:
                 raise UserError(f"{unmatched[0]}: no indexed file there (see `vidsearch status --videos`)")
-            chosen = {p: v for p, v in files.items()
-                      if (roots or missing) and (not roots or _under(p, roots)) and (not missing or not os.path.exists(p))}
+            named = {p: v for p, v in files.items() if (roots or missing) and (not roots or _under(p, roots))}
+            # --missing: a file gone from a directory that is there; a directory that is not there
+            # (an unmounted drive, a share offline) proves nothing: those files are kept, and said
+            unreachable = sorted(p for p in named if missing and not os.path.isdir(os.path.dirname(p)))
+            chosen = {p: v for p, v in named.items()
+                      if not missing or (not os.path.exists(p) and p not in set(unreachable))}
             kept = {v for p, v in files.items() if p not in chosen and v}
             gone: dict[str, str] = {}
             for p, v in chosen.items():
@@ -104,4 +109,5 @@ def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: 
     if models:
         refresh_channels(store, models)
     return {"files": sorted(chosen), "videos": videos, "chunks": sum(v["chunks"] for v in videos),
-            "detached": [{"video_id": v, "chunks": n} for v, n in sorted(aside.items())], "dry_run": dry_run}
+            "detached": [{"video_id": v, "chunks": n} for v, n in sorted(aside.items())],
+            "unreachable": unreachable, "dry_run": dry_run}
