@@ -84,9 +84,8 @@ def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: 
             named = {p: v for p, v in files.items() if (roots or missing) and (not roots or _under(p, roots))}
             # --missing: a file gone from a directory that is there; a directory that is not there
             # (an unmounted drive, a share offline) proves nothing: those files are kept, and said
-            unreachable = sorted(p for p in named if missing and not os.path.isdir(os.path.dirname(p)))
-            chosen = {p: v for p, v in named.items()
-                      if not missing or (not os.path.exists(p) and p not in set(unreachable))}
+            unreachable = {p for p in named if missing and not os.path.isdir(os.path.dirname(p))}
+            chosen = {p: v for p, v in named.items() if not missing or (p not in unreachable and not os.path.exists(p))}
             kept = {v for p, v in files.items() if p not in chosen and v}
             gone: dict[str, str] = {}
             for p, v in chosen.items():
@@ -110,4 +109,4 @@ def forget(store: IndexStore, paths: Sequence[str | os.PathLike] = (), missing: 
         refresh_channels(store, models)
     return {"files": sorted(chosen), "videos": videos, "chunks": sum(v["chunks"] for v in videos),
             "detached": [{"video_id": v, "chunks": n} for v, n in sorted(aside.items())],
-            "unreachable": unreachable, "dry_run": dry_run}
+            "unreachable": sorted(unreachable), "dry_run": dry_run}
