@@ -61,7 +61,7 @@ import numpy as np
 
 from vidsearch.errors import first_line
 from vidsearch.index import coarse, meta
-from vidsearch.index.shards import IndexStore, model_slug, read_marker, shard_problem, write_json_atomic
+from vidsearch.index.shards import IndexStore, is_done_marker, model_slug, read_marker, shard_problem, write_json_atomic
 from vidsearch.settings import current
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ class MatrixCache:
         except (FileNotFoundError, NotADirectoryError):
             return out
         for e in entries:
-            if e.name.endswith(".done") and not e.name.startswith("."):
+            if is_done_marker(e.name):
                 try:
                     st = e.stat()
                 except FileNotFoundError:

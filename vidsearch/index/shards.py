@@ -179,6 +179,11 @@ def write_json_atomic(path: Path, data: Any, **dump_kw: Any) -> None:
         os.fsync(f.fileno())
 
 
+def is_done_marker(name: str) -> bool:
+    """Is the file ``name`` a chunk's done marker (not a writer's hidden temp file)?"""
+    return name.endswith(".done") and not name.startswith(".")
+
+
 def read_marker(path: str | os.PathLike) -> dict | None:
     """A ``.done`` / ``.failed`` marker as a dict; None when it is missing or unreadable (markers
     are written atomically: an unreadable one was damaged on disk)."""
@@ -362,7 +367,7 @@ class IndexStore:
         """``model or channel id -> done chunks`` of ``video_id`` (one directory read per model)."""
         out: dict[str, int] = {}
         for slug in self.model_slugs():
-            names = [n for n in self.video_files(slug, video_id) if n.endswith(".done") and not n.startswith(".")]
+            names = [n for n in self.video_files(slug, video_id) if is_done_marker(n)]
             if names:
                 rec = next((r for r in (read_marker(self.video_dir(slug, video_id) / n) for n in names) if r), {})
                 out[rec.get("model_id", slug)] = len(names)
@@ -420,7 +425,7 @@ class IndexStore:
                 shutil.rmtree(src)
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            back += sum(1 for n in os.listdir(src) if n.endswith(".done") and not n.startswith("."))
+            back += sum(map(is_done_marker, os.listdir(src)))
             os.replace(src, dst)
         return back
 
@@ -433,7 +438,7 @@ class IndexStore:
             return out
         for slug in slugs:
             for d in slug.iterdir() if slug.is_dir() else ():
-                out[d.name] = out.get(d.name, 0) + sum(1 for n in os.listdir(d) if n.endswith(".done") and not n.startswith("."))
+                out[d.name] = out.get(d.name, 0) + sum(map(is_done_marker, os.listdir(d)))
         return out
 
     def purge_detached(self, video_ids: Iterable[str] | None = None) -> None:

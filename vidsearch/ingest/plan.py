@@ -16,7 +16,7 @@ from vidsearch.core.plan import DEFAULT_CHUNK_S, ChunkSpec, Sampling, is_video_n
 from vidsearch.errors import VideoError
 from vidsearch.index.catalog import Catalog
 from vidsearch.index.channel import Channel
-from vidsearch.index.shards import IndexStore, read_marker
+from vidsearch.index.shards import IndexStore, is_done_marker, read_marker
 from vidsearch.ingest import channels
 from vidsearch.media.video import VideoInfo, file_signature, probe, timestamp_restart
 from vidsearch.models.contract import ModelInfo, sha256_file
@@ -199,7 +199,7 @@ def _done_and_stale(store: IndexStore, video_id: str, specs: Sequence[ChunkSpec]
         mine = {s.name: s for s in specs if s.model_id == mid}
         files = store.video_files(mid, video_id)
         store.sweep_temps(mid, video_id, files)  # what writers killed mid-write left
-        names = {n[: -len(".done")] for n in files if n.endswith(".done") and not n.startswith(".")}
+        names = {n[: -len(".done")] for n in files if is_done_marker(n)}
         done.update(mine[n].chunk_id for n in names if n in mine and (not mine[n].rotation or store.done_marker(mine[n])))
         for name in sorted(names - mine.keys()):
             rec = read_marker(store.video_dir(mid, video_id) / f"{name}.done")

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from vidsearch.errors import first_line
 from vidsearch.index.matrix import MATRIX, dir_lock, record_dirs, scan_video_dirs
-from vidsearch.index.shards import (IndexStore, model_slug, read_marker, remove_leftover_temps, replacing, shard_problem,
-                                    write_json_atomic)
+from vidsearch.index.shards import (IndexStore, is_done_marker, model_slug, read_marker, remove_leftover_temps,
+                                    replacing, shard_problem, write_json_atomic)
 from vidsearch.ocr.schema import text_schema
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _build(video_dir: Path, out: Path) -> None:
     except (FileNotFoundError, NotADirectoryError):
         entries = []
     for name in entries:
-        if not name.endswith(".done") or name.startswith("."):
+        if not is_done_marker(name):
             continue
         marker = read_marker(video_dir / name)
         try:
